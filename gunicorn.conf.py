@@ -1,0 +1,53 @@
+"""gunicorn settings: ``gunicorn -c gunicorn.conf.py app:app``.
+
+The master validates the environment first, so bad configuration stops start-up with one
+line naming the variable. Each worker starts its feed and broadcaster after the fork, and
+on SIGTERM closes every client with 1001 before it exits.
+"""
+
+import os
+import signal
+import sys
+
+import gevent
+
+from pledge_ws.config import ConfigError, load_settings
+
+try:
+    _settings = load_settings(os.environ)
+except ConfigError as exc:
+    sys.stderr.write(f"pledge-ws: configuration error: {exc}\n")
+    sys.exit(2)
+
+bind = f"0.0.0.0:{_settings.port}"
+workers = _settings.web_concurrency
+worker_class = "gevent"
+# Each /ws client holds one slot; leave headroom above MAX_CONNECTIONS for HTTP requests.
+worker_connections = _settings.max_connections + 1000
+backlog = 4096
+timeout = 30
+graceful_timeout = 10
+keepalive = 5
+accesslog = None
+errorlog = "-"
+loglevel = _settings.log_level.lower()
+proc_name = "pledge-ws"
+# One fixed control-socket path would clash between instances on a host; it is not used.
+control_socket_disable = True
+
+
+def post_worker_init(worker):
+    """Start the runtime in the worker (never at import) and hook SIGTERM for a clean drain."""
+    from pledge_ws.factory import runtime_of
+
+    runtime = runtime_of(worker.wsgi)
+    runtime.start()
+
+    def drain_then_exit():
+        runtime.shutdown(grace=min(5.0, graceful_timeout / 2))
+        worker.alive = False
+
+    def on_term(signum, frame):
+        gevent.spawn(drain_then_exit)
+
+    signal.signal(signal.SIGTERM, on_term)

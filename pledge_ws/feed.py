@@ -1,0 +1,257 @@
+"""The exchange greenlet: one websocket-client connection to KuCoin, reconnected forever.
+
+Each session asks for a fresh bullet token, connects with a unique ``connectId``, waits a
+bounded time for ``welcome``, subscribes every symbol and waits for the ``ack``, then reads
+ticks while :class:`~pledge_ws.clock.UpstreamClock` decides when to ping and when the link is
+dead. Any failure ends the session; :class:`~pledge_ws.clock.Backoff` spaces the retries.
+Ticks go to ``on_tick``, which must not block: nothing downstream can stall this loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import gevent
+import websocket
+
+from pledge_ws import kucoin
+from pledge_ws.clock import DEAD_AGE, PING, Backoff, UpstreamClock
+from pledge_ws.metrics import Metrics
+from pledge_ws.ticks import Tick
+
+log = logging.getLogger(__name__)
+
+HANDSHAKE_TIMEOUT = 10.0  # bullet request, TCP+WS connect, subscribe ack: each bounded
+WELCOME_TIMEOUT = 5.0  # a live endpoint greets at once; one that does not is not worth waiting for
+HEALTHY_AFTER = 10.0  # a session this old resets the backoff
+MAX_BULLET_BYTES = 64 * 1024
+
+
+class SessionEnded(Exception):
+    """The current exchange session is over; ``reason`` says why (for logs)."""
+
+
+@dataclass
+class FeedState:
+    """What ``/readyz`` and ``/price`` report about the exchange link."""
+
+    connected: bool = False
+    last_error: str = "not connected yet"
+    unavailable: set[str] = field(default_factory=set)
+    last_tick_at: float | None = None
+    sessions: int = 0
+
+
+def fetch_bullet(api_url: str, timeout: float) -> bytes:
+    request = urllib.request.Request(f"{api_url}/api/v1/bullet-public", data=b"", method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.read(MAX_BULLET_BYTES + 1)
+    except urllib.error.HTTPError as exc:
+        raise kucoin.BulletError(f"bullet endpoint answered HTTP {exc.code}") from exc
+
+
+class ExchangeFeed:
+    def __init__(
+        self,
+        api_url: str,
+        symbols: tuple[str, ...],
+        on_tick: Callable[[Tick], None],
+        metrics: Metrics,
+        backoff: Backoff | None = None,
+        now: Callable[[], float] = time.monotonic,
+        max_session_age: float = kucoin.MAX_SESSION_SECONDS,
+    ) -> None:
+        self.api_url = api_url
+        self.symbols = symbols
+        self.on_tick = on_tick
+        self.metrics = metrics
+        self.backoff = backoff or Backoff(base=0.25, cap=30.0)
+        self.now = now
+        self.max_session_age = max_session_age
+        self.state = FeedState()
+        self._ws: websocket.WebSocket | None = None
+        self._stopped = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Connect, read, reconnect with backoff; returns only after :meth:`stop`."""
+        failures = 0
+        while not self._stopped:
+            started = self.now()
+            try:
+                self._session()
+            except SessionEnded as exc:
+                reason = str(exc)
+            except (OSError, websocket.WebSocketException, kucoin.BulletError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # never let a bug end the feed for good
+                log.exception("exchange session crashed", extra={"event": "feed_crashed"})
+                reason = f"bug: {type(exc).__name__}: {exc}"
+            finally:
+                self._close_ws()
+                if self.state.connected:
+                    self.state.connected = False
+                    self.metrics.upstream_connected.set(0)
+            if self._stopped:
+                break
+            self.state.last_error = reason
+            healthy = self.now() - started >= HEALTHY_AFTER
+            failures = 1 if healthy else failures + 1
+            delay = 0.0 if reason == DEAD_AGE else self.backoff.compute(failures)
+            self.metrics.upstream_reconnects.inc()
+            log.warning(
+                "exchange link down (%s); reconnecting in %.1fs",
+                reason,
+                delay,
+                extra={"event": "feed_reconnecting", "reason": reason, "delay": round(delay, 2)},
+            )
+            gevent.sleep(delay)
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._close_ws()
+
+    def _close_ws(self) -> None:
+        ws, self._ws = self._ws, None
+        if ws is not None:
+            try:
+                ws.abort()
+                ws.close(timeout=0.1)
+            except Exception:
+                pass
+
+    # -- one session ----------------------------------------------------------------------
+
+    def _session(self) -> None:
+        self.state.sessions += 1
+        bullet = kucoin.parse_bullet(fetch_bullet(self.api_url, HANDSHAKE_TIMEOUT))
+        connect_id = uuid.uuid4().hex
+        ws = websocket.create_connection(
+            bullet.connect_url(connect_id), timeout=HANDSHAKE_TIMEOUT, enable_multithread=False
+        )
+        self._ws = ws
+        self._expect(ws, kucoin.Welcome, WELCOME_TIMEOUT)
+        clock = UpstreamClock(bullet.ping_interval, bullet.ping_timeout, self.now(), self.max_session_age)
+        wanted = list(self.symbols)
+        pending_acks = {frame_id for frame_id, _ in self._subscribe(ws, connect_id, wanted)}
+        ack_deadline = self.now() + HANDSHAKE_TIMEOUT
+        while not self._stopped:
+            now = self.now()
+            if pending_acks and now >= ack_deadline:
+                raise SessionEnded("no subscribe ack from exchange")
+            action, wait = clock.poll(now)
+            if action == PING:
+                ws.send(kucoin.ping_message(uuid.uuid4().hex))
+                clock.ping_sent(now)
+                continue
+            if action is not None:
+                raise SessionEnded(action)
+            if pending_acks:
+                wait = min(wait, ack_deadline - now)
+            event = self._receive(ws, wait)
+            if event is None:
+                continue
+            clock.frame_received(self.now())
+            if isinstance(event, Tick):
+                self._tick(event)
+            elif isinstance(event, kucoin.Pong):
+                clock.pong_received(self.now())
+            elif isinstance(event, kucoin.Ack):
+                pending_acks.discard(event.id)
+                if not pending_acks:
+                    self._mark_connected()
+            elif isinstance(event, kucoin.ExchangeError):
+                pending_acks.discard(event.id)
+                wanted = self._exchange_error(ws, connect_id, event, wanted, pending_acks)
+                if not pending_acks and wanted:
+                    self._mark_connected()
+                ack_deadline = self.now() + HANDSHAKE_TIMEOUT
+
+    def _subscribe(self, ws: websocket.WebSocket, connect_id: str, symbols: list[str]) -> list[tuple[str, str]]:
+        frames = kucoin.subscribe_messages(f"sub-{connect_id[:8]}-{uuid.uuid4().hex[:8]}", symbols)
+        for _, frame in frames:
+            ws.send(frame)
+        return frames
+
+    def _exchange_error(
+        self,
+        ws: websocket.WebSocket,
+        connect_id: str,
+        event: kucoin.ExchangeError,
+        wanted: list[str],
+        pending_acks: set[str],
+    ) -> list[str]:
+        """A "topic not found" marks those symbols unavailable and resubscribes the rest."""
+        missing = [s for s in event.symbols if s in wanted]
+        if event.code == 404 and missing:
+            self.state.unavailable.update(missing)
+            log.error(
+                "exchange has no ticker for %s; marked unavailable",
+                ",".join(missing),
+                extra={"event": "symbol_unavailable", "symbols": missing},
+            )
+            remaining = [s for s in wanted if s not in missing]
+            # A failed multi-symbol subscribe subscribes nothing: ask again without them.
+            if remaining:
+                pending_acks.update(frame_id for frame_id, _ in self._subscribe(ws, connect_id, remaining))
+            return remaining
+        log.warning(
+            "exchange error: code=%s %s", event.code, event.text, extra={"event": "exchange_error", "code": event.code}
+        )
+        self.metrics.ticks_dropped.labels(reason="exchange_error").inc()
+        return wanted
+
+    def _mark_connected(self) -> None:
+        if not self.state.connected:
+            self.state.connected = True
+            self.state.last_error = ""
+            self.metrics.upstream_connected.set(1)
+            log.info(
+                "exchange feed connected",
+                extra={
+                    "event": "feed_connected",
+                    "symbols": [s for s in self.symbols if s not in self.state.unavailable],
+                },
+            )
+
+    def _expect(self, ws: websocket.WebSocket, kind: type, timeout: float) -> None:
+        deadline = self.now() + timeout
+        while (remaining := deadline - self.now()) > 0:
+            event = self._receive(ws, remaining)
+            if isinstance(event, kind):
+                return
+        raise SessionEnded(f"no {kind.__name__.lower()} from exchange within {timeout:g}s")
+
+    def _receive(self, ws: websocket.WebSocket, timeout: float) -> kucoin.Event | None:
+        """One frame, parsed; None on timeout or on a dropped (counted) frame."""
+        ws.settimeout(max(timeout, 0.001))
+        try:
+            opcode, data = ws.recv_data()
+        except websocket.WebSocketTimeoutException:
+            return None
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            raise SessionEnded("exchange closed the connection")
+        if opcode != websocket.ABNF.OPCODE_TEXT:
+            self.metrics.ticks_dropped.labels(reason="binary_frame").inc()
+            return None
+        try:
+            return kucoin.parse_frame(data)
+        except kucoin.FrameError as exc:
+            self.metrics.ticks_dropped.labels(reason=exc.reason).inc()
+            log.debug("dropped exchange frame: %s", exc)
+            return None
+
+    def _tick(self, tick: Tick) -> None:
+        if tick.symbol not in self.symbols:
+            self.metrics.ticks_dropped.labels(reason="unsubscribed_symbol").inc()
+            return
+        self.state.last_tick_at = self.now()
+        self.on_tick(tick)

@@ -1,0 +1,319 @@
+"""Fan-out: a lock-guarded registry of browser connections and the broadcaster greenlet.
+
+Why it looks like this: waking a greenlet per client per tick costs more than the send
+itself, and a blocking ``ws.send()`` in a loop lets one slow client stall everyone. So each
+price is encoded once, written with a non-blocking ``send()`` straight to every socket that
+can take it, and only a client whose socket is full gets a backlog: the unsent tail plus
+the latest frame per symbol (latest value wins), flushed by an event-loop write watcher,
+not a greenlet. A client that stays backlogged for ``SLOW_CLIENT_TIMEOUT`` is evicted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import struct
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+
+import gevent
+import gevent.lock
+import gevent.queue
+
+from pledge_ws.metrics import Metrics
+from pledge_ws.protocol import price_payload, text_frame
+from pledge_ws.ticks import Tick
+
+log = logging.getLogger(__name__)
+
+MAX_CONTROL_BACKLOG = 64  # pongs and errors queued for a client that does not read
+TICK_QUEUE_SIZE = 4096
+_WRITE = 2  # libev/libuv EV_WRITE
+
+
+class Connection:
+    """The write side of one browser socket; never blocks its caller."""
+
+    __slots__ = (
+        "_control",
+        "_hub",
+        "_latest",
+        "_partial",
+        "_raw",
+        "_watcher",
+        "backlog_since",
+        "close_reason",
+        "closed",
+        "closing",
+        "peer",
+        "sock",
+        "symbols",
+    )
+
+    def __init__(self, sock: socket.socket, peer: str, hub: Hub) -> None:
+        self.sock = sock
+        # gevent's socket wraps a non-blocking OS socket; writing to that directly gives
+        # "all sent", "part sent" or EAGAIN at once instead of parking a greenlet.
+        self._raw: socket.socket = getattr(sock, "_sock", sock)
+        self.peer = peer
+        self.symbols: set[str] = set()
+        self._partial: memoryview | None = None
+        self._control: deque[bytes] | None = None
+        self._latest: dict[str, bytes] | None = None
+        self._watcher = None
+        self._hub = hub
+        self.backlog_since: float | None = None
+        self.closing = False
+        self.closed = False
+        self.close_reason = ""
+
+    def send(self, frame: bytes, symbol: str | None = None) -> None:
+        """Write ``frame`` now if the socket takes it, else keep it in the bounded backlog.
+
+        Price frames (``symbol`` given) replace any older unsent price of that symbol;
+        other frames (pong, errors, close) queue in order, at most MAX_CONTROL_BACKLOG.
+        """
+        if self.closing or self.closed:
+            return
+        if self.backlog_since is None:
+            try:
+                sent = self._raw.send(frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                self.abort(f"send failed: {exc.strerror or exc}")
+                return
+            if sent == len(frame):
+                return
+            self._partial = memoryview(frame)[sent:]
+            self._start_backlog()
+        elif symbol is not None:
+            if self._latest is None:
+                self._latest = {}
+            elif symbol in self._latest:
+                self._hub.metrics.frames_conflated.inc()
+            self._latest[symbol] = frame
+        else:
+            if self._control is None:
+                self._control = deque()
+            if len(self._control) >= MAX_CONTROL_BACKLOG:
+                self.abort("slow client: control backlog full", evicted=True)
+                return
+            self._control.append(frame)
+
+    def drop_symbol(self, symbol: str) -> None:
+        if self._latest:
+            self._latest.pop(symbol, None)
+
+    @property
+    def drained(self) -> bool:
+        return self.backlog_since is None
+
+    def _start_backlog(self) -> None:
+        self.backlog_since = time.monotonic()
+        if self._watcher is None:
+            self._watcher = gevent.get_hub().loop.io(self._raw.fileno(), _WRITE)
+        self._watcher.start(self._flush)
+        self._hub.backlogged.add(self)
+
+    def _next_chunk(self) -> bytes | memoryview | None:
+        if self._partial is not None:
+            return self._partial
+        if self._control:
+            return self._control.popleft()
+        if self._latest:
+            symbol = next(iter(self._latest))
+            return self._latest.pop(symbol)
+        return None
+
+    def _flush(self) -> None:
+        """Write watcher callback: runs in the event loop, so it must not block."""
+        while not self.closed:
+            chunk = self._next_chunk()
+            if chunk is None:
+                self._end_backlog()
+                return
+            try:
+                sent = self._raw.send(chunk)
+            except BlockingIOError:
+                sent = 0
+            except OSError as exc:
+                self.abort(f"send failed: {exc.strerror or exc}")
+                return
+            if sent < len(chunk):
+                self._partial = memoryview(chunk)[sent:]
+                return
+            self._partial = None
+
+    def _end_backlog(self) -> None:
+        self.backlog_since = None
+        if self._watcher is not None:
+            self._watcher.stop()
+        self._hub.backlogged.discard(self)
+
+    def close_with(self, frame: bytes, reason: str, wake: bool = False) -> None:
+        """Queue a close frame after what is already queued, then accept nothing more.
+
+        ``wake`` (when the caller is not the session itself) ends the session's pending
+        read with EOF, so it notices and finishes the close.
+        """
+        if self.closing or self.closed:
+            return
+        self._latest = None  # no price may follow the close frame
+        self.send(frame)
+        self.closing = True
+        self.close_reason = self.close_reason or reason
+        if wake:
+            with contextlib.suppress(OSError):
+                self._raw.shutdown(socket.SHUT_RD)
+
+    def abort(self, reason: str, evicted: bool = False) -> None:
+        """Drop the client now: discard its backlog and wake its session with EOF."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = self.close_reason or reason
+        self._partial = self._control = self._latest = None
+        self._end_backlog()
+        if self._watcher is not None:
+            self._watcher.close()
+            self._watcher = None
+        if evicted:
+            self._hub.metrics.clients_evicted.labels(reason="slow").inc()
+            log.info("client evicted", extra={"event": "client_evicted", "peer": self.peer, "reason": reason})
+        try:
+            # RST instead of FIN: the kernel frees the unread send buffer at once.
+            self._raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self._raw.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def release(self) -> None:
+        if self._watcher is not None:
+            self._watcher.stop()
+            self._watcher.close()
+            self._watcher = None
+        self._hub.backlogged.discard(self)
+
+
+class Hub:
+    """Registry of connections per symbol plus the broadcaster that feeds them."""
+
+    def __init__(self, symbols: Iterable[str], metrics: Metrics, slow_client_timeout: float) -> None:
+        self.metrics = metrics
+        self.slow_client_timeout = slow_client_timeout
+        self._lock = gevent.lock.RLock()
+        self._subscribers: dict[str, set[Connection]] = {symbol: set() for symbol in symbols}
+        self._targets: dict[str, tuple[Connection, ...]] = {}
+        self._latest_frame: dict[str, bytes] = {}
+        self._queue: gevent.queue.Queue[Tick] = gevent.queue.Queue(maxsize=TICK_QUEUE_SIZE)
+        self.backlogged: set[Connection] = set()
+        self.connections: set[Connection] = set()
+
+    # -- registry -------------------------------------------------------------------------
+
+    def attach(self, conn: Connection, symbols: Iterable[str]) -> None:
+        with self._lock:
+            self.connections.add(conn)
+        self.metrics.connections.set(len(self.connections))
+        self.subscribe(conn, symbols)
+
+    def detach(self, conn: Connection) -> None:
+        """Stop sending prices to ``conn``; its queued frames may still drain."""
+        with self._lock:
+            self.connections.discard(conn)
+            for symbol in conn.symbols:
+                self._subscribers[symbol].discard(conn)
+                self._targets.pop(symbol, None)
+            conn.symbols.clear()
+        self.metrics.connections.set(len(self.connections))
+
+    def subscribe(self, conn: Connection, symbols: Iterable[str]) -> None:
+        """Add symbols and send each one's latest price at once (no wait for the next trade)."""
+        added = []
+        with self._lock:
+            for symbol in symbols:
+                if symbol not in conn.symbols:
+                    conn.symbols.add(symbol)
+                    self._subscribers[symbol].add(conn)
+                    self._targets.pop(symbol, None)
+                    added.append(symbol)
+        for symbol in added:
+            frame = self._latest_frame.get(symbol)
+            if frame is not None:
+                conn.send(frame, symbol)
+
+    def unsubscribe(self, conn: Connection, symbols: Iterable[str]) -> None:
+        with self._lock:
+            for symbol in symbols:
+                if symbol in conn.symbols:
+                    conn.symbols.discard(symbol)
+                    self._subscribers[symbol].discard(conn)
+                    self._targets.pop(symbol, None)
+                    conn.drop_symbol(symbol)
+
+    def _targets_for(self, symbol: str) -> tuple[Connection, ...]:
+        # Rebuilt at most once per tick after a change, instead of copied per change:
+        # a connection storm costs O(n) per tick, not O(n) per connect.
+        targets = self._targets.get(symbol)
+        if targets is None:
+            with self._lock:
+                targets = self._targets[symbol] = tuple(self._subscribers[symbol])
+        return targets
+
+    # -- broadcasting ---------------------------------------------------------------------
+
+    def offer(self, tick: Tick) -> None:
+        """Queue a tick for fan-out; never blocks the caller (the exchange loop).
+
+        On overflow the oldest queued tick goes: the newest price always gets through.
+        """
+        while True:
+            try:
+                self._queue.put_nowait(tick)
+                return
+            except gevent.queue.Full:
+                try:
+                    self._queue.get_nowait()
+                    self.metrics.ticks_dropped.labels(reason="queue_full").inc()
+                except gevent.queue.Empty:
+                    pass
+
+    def seed(self, tick: Tick) -> None:
+        """Make ``tick`` the snapshot new clients get, without pushing it."""
+        self._latest_frame[tick.symbol] = text_frame(price_payload(tick))
+
+    def publish(self, tick: Tick) -> int:
+        frame = text_frame(price_payload(tick))
+        symbol = tick.symbol
+        self._latest_frame[symbol] = frame
+        targets = self._targets_for(symbol)
+        for conn in targets:
+            conn.send(frame, symbol)
+        self.metrics.frames_sent.inc(len(targets))
+        return len(targets)
+
+    def run_broadcaster(self) -> None:
+        while True:
+            tick = self._queue.get()
+            try:
+                self.publish(tick)
+            except Exception:  # a bug here must not end fan-out for everyone
+                log.exception("broadcast failed", extra={"event": "broadcast_failed"})
+
+    def run_reaper(self, interval: float = 0.5, now: Callable[[], float] = time.monotonic) -> None:
+        """Evict clients whose socket stayed full for longer than ``slow_client_timeout``."""
+        while True:
+            gevent.sleep(interval)
+            limit = now() - self.slow_client_timeout
+            for conn in [c for c in self.backlogged if c.backlog_since is not None and c.backlog_since < limit]:
+                conn.abort(f"slow client: socket unwritable for {self.slow_client_timeout:g}s", evicted=True)
+
+    def close_all(self, frame: bytes, reason: str) -> int:
+        """Queue ``frame`` (a close frame) to every client; returns how many."""
+        conns = list(self.connections)
+        for conn in conns:
+            conn.close_with(frame, reason, wake=True)
+        return len(conns)

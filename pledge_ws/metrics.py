@@ -1,0 +1,43 @@
+"""Prometheus metrics, one registry per app so tests can build several apps in a process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.connections = Gauge("pledge_ws_connections", "Open /ws connections in this worker", registry=r)
+        self.connections_rejected = Counter(
+            "pledge_ws_connections_rejected_total", "/ws upgrades refused", ["reason"], registry=r
+        )
+        self.clients_closed = Counter(
+            "pledge_ws_clients_closed_total", "/ws connections closed by the server", ["reason"], registry=r
+        )
+        self.clients_evicted = Counter(
+            "pledge_ws_clients_evicted_total", "Clients evicted for not reading", ["reason"], registry=r
+        )
+        self.client_messages = Counter(
+            "pledge_ws_client_messages_total", "Messages received from browsers", ["kind"], registry=r
+        )
+        self.frames_sent = Counter("pledge_ws_frames_sent_total", "Price frames handed to client sockets", registry=r)
+        self.frames_conflated = Counter(
+            "pledge_ws_frames_conflated_total", "Unsent prices replaced by a newer one for a slow client", registry=r
+        )
+        self.ticks_received = Counter("pledge_ws_ticks_received_total", "Valid ticks accepted", ["source"], registry=r)
+        self.ticks_dropped = Counter(
+            "pledge_ws_ticks_dropped_total", "Exchange frames or ticks dropped", ["reason"], registry=r
+        )
+        self.upstream_reconnects = Counter(
+            "pledge_ws_upstream_reconnects_total", "Exchange connection attempts after the first", registry=r
+        )
+        self.upstream_connected = Gauge(
+            "pledge_ws_upstream_connected", "1 while this process holds a subscribed exchange connection", registry=r
+        )
+        self.last_tick_age = Gauge(
+            "pledge_ws_last_tick_age_seconds", "Seconds since the last accepted tick (any symbol)", registry=r
+        )
+        self.redis_errors = Counter("pledge_ws_redis_errors_total", "Failed Redis operations", ["op"], registry=r)
+        self.redis_up = Gauge("pledge_ws_redis_up", "1 while Redis answers", registry=r)

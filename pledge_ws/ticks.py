@@ -1,0 +1,99 @@
+"""The tick model and the per-symbol ordering rule every consumer applies.
+
+Pure: no I/O. A tick keeps the exchange's strings exactly as sent (``"0.002700"`` stays
+``"0.002700"``), because browsers and the ``plgr_price`` readers compare them byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+# A finite, positive decimal without exponent or sign, as KuCoin prints prices.
+PRICE_RE = re.compile(r"^(?:0|[1-9][0-9]{0,19})(?:\.[0-9]{1,20})?$")
+SEQUENCE_RE = re.compile(r"^[0-9]{1,30}$")
+SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,20}-[A-Z0-9]{1,20}$")
+
+
+class TickError(ValueError):
+    """A tick field is missing or malformed; ``reason`` is a short label for metrics."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    symbol: str
+    price: str
+    sequence: str
+    ts: int
+
+    @property
+    def order(self) -> int:
+        return int(self.sequence)
+
+    def to_json(self) -> str:
+        """The compact form kept in Redis and sent between workers."""
+        return json.dumps(
+            {"symbol": self.symbol, "price": self.price, "seq": self.sequence, "ts": self.ts},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Tick:
+        try:
+            raw = json.loads(text)
+        except (ValueError, RecursionError):
+            raise TickError("bad_json") from None
+        if not isinstance(raw, dict):
+            raise TickError("bad_shape")
+        return make_tick(raw.get("symbol"), raw.get("price"), raw.get("seq"), raw.get("ts"))
+
+
+def _is_positive_decimal(price: object) -> bool:
+    return isinstance(price, str) and PRICE_RE.match(price) is not None and price.strip("0.") != ""
+
+
+def make_tick(symbol: object, price: object, sequence: object, ts: object) -> Tick:
+    """Validate raw fields into a :class:`Tick`, or raise :class:`TickError`."""
+    if not isinstance(symbol, str) or not SYMBOL_RE.match(symbol):
+        raise TickError("bad_symbol", repr(symbol)[:40])
+    if not _is_positive_decimal(price):
+        raise TickError("bad_price", repr(price)[:40])
+    if not isinstance(sequence, str) or not SEQUENCE_RE.match(sequence):
+        raise TickError("bad_sequence", repr(sequence)[:40])
+    if isinstance(ts, bool) or not isinstance(ts, int) or not 0 < ts < 10**14:
+        raise TickError("bad_time", repr(ts)[:40])
+    return Tick(symbol, price, sequence, ts)  # type: ignore[arg-type]
+
+
+def relative_jump(previous: str, current: str) -> float:
+    """Fractional move between two decimal price strings (both validated positive)."""
+    before, after = float(previous), float(current)
+    return abs(after - before) / before
+
+
+class SequenceGuard:
+    """Accepts a tick only if its sequence is above the last one accepted for its symbol.
+
+    Applied wherever ticks enter (the exchange feed, the Redis bus) so that no path, and no
+    failover between leaders, ever delivers an older price after a newer one, or one twice.
+    """
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: dict[str, int] = {}
+
+    def accept(self, tick: Tick) -> bool:
+        order = tick.order
+        if order <= self._last.get(tick.symbol, -1):
+            return False
+        self._last[tick.symbol] = order
+        return True
+
+    def last(self, symbol: str) -> int | None:
+        return self._last.get(symbol)

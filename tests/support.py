@@ -1,0 +1,263 @@
+"""Real processes for integration tests: redis-server, the simulator, gunicorn, clients.
+
+Every process is started on a free loopback port and killed by PID; every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import websocket
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    last_exc: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Exception as exc:
+            last_exc = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_exc!r})")
+
+
+def http(method: str, url: str, body: object | None = None, timeout: float = 5.0) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = response.read()
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        raw, status = exc.read(), exc.code
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+class Process:
+    """A subprocess with its output in a log file, stopped by PID."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str] | None = None, cwd: Path = ROOT) -> None:
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.log_path = ARTIFACTS / f"{name}-{os.getpid()}-{time.monotonic_ns()}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        full_env = {**os.environ, **(env or {})}
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=full_env, cwd=cwd)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def send_signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, sig)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        if self.alive():
+            self.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.send_signal(signal.SIGKILL)
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+
+class RedisServer:
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.process: Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.process = Process("redis", args)
+        wait_until(self.ping, 10, what="redis-server to answer")
+        return self
+
+    def ping(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+
+    def command(self, *args: str) -> bytes:
+        """One raw RESP command; enough for the tests' few reads without a client library."""
+        parts = [f"*{len(args)}\r\n".encode()]
+        for arg in args:
+            encoded = arg.encode()
+            parts.append(b"$%d\r\n%s\r\n" % (len(encoded), encoded))
+        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
+            s.sendall(b"".join(parts))
+            return s.recv(65536)
+
+    def get(self, key: str) -> str | None:
+        reply = self.command("GET", key)
+        if reply.startswith(b"$-1"):
+            return None
+        header, _, rest = reply.partition(b"\r\n")
+        return rest[: int(header[1:])].decode()
+
+    def kill(self) -> None:
+        if self.process:
+            self.process.stop(signal.SIGKILL)
+            self.process = None
+
+    def stop(self) -> None:
+        if self.process:
+            self.process.stop()
+            self.process = None
+
+
+class Simulator:
+    def __init__(self, *extra_args: str, symbols: str = "PLGR-USDT,BTC-USDT,ETH-USDT", rate: float = 5.0) -> None:
+        self.port = free_port()
+        args = [
+            sys.executable,
+            "-m",
+            "pledge_ws.simulator",
+            "--port",
+            str(self.port),
+            "--symbols",
+            symbols,
+            "--rate",
+            str(rate),
+            "--ping-interval-ms",
+            "1000",
+            "--ping-timeout-ms",
+            "1000",
+            *extra_args,
+        ]
+        self.process = Process("simulator", args)
+        wait_until(lambda: "listening" in self.process.log(), 10, what="simulator to listen")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def control(self, op: str, **body: object) -> Any:
+        status, reply = http("POST", f"{self.url}/_sim/{op}", body)
+        assert status == 200, (op, status, reply)
+        return reply
+
+    def state(self) -> dict[str, Any]:
+        status, reply = http("GET", f"{self.url}/_sim/state")
+        assert status == 200, reply
+        return reply
+
+    def set_price(self, symbol: str, price: str) -> dict[str, Any]:
+        self.control("price", symbol=symbol, price=price)
+        return self.state()["last"][symbol]
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class Service:
+    """gunicorn with the gevent worker, as production runs it."""
+
+    def __init__(self, env: dict[str, str], port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.env = {"PORT": str(self.port), "LOG_LEVEL": "INFO", **env}
+        self.process = Process("gunicorn", [str(BIN / "gunicorn"), "-c", "gunicorn.conf.py", "app:app"], self.env)
+        wait_until(self._healthy, 15, what=f"gunicorn on {self.port} to serve /healthz")
+
+    def _healthy(self) -> bool:
+        if not self.process.alive():
+            raise AssertionError(f"gunicorn exited:\n{self.process.log()[-3000:]}")
+        return http("GET", f"{self.url}/healthz", timeout=1)[0] == 200
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def get(self, path: str) -> tuple[int, Any]:
+        return http("GET", self.url + path)
+
+    def wait_ready(self, timeout: float = 15) -> dict[str, Any]:
+        return wait_until(lambda: self.get("/readyz")[0] == 200 and self.get("/readyz")[1], timeout, what="/readyz 200")
+
+    def metric(self, name: str, labels: str = "") -> float:
+        _, text = self.get("/metrics")
+        key = f"{name}{{{labels}}}" if labels else name
+        for line in text.splitlines():
+            if line.startswith(key + " "):
+                return float(line.split()[-1])
+        return 0.0
+
+    def stop(self, sig: int = signal.SIGTERM) -> int | None:
+        return self.process.stop(sig)
+
+
+class Client:
+    """A real WebSocket client (websocket-client) with bounded waits."""
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        self.ws = websocket.create_connection(url, timeout=5, **kwargs)
+
+    def send(self, text: str) -> None:
+        self.ws.send(text)
+
+    def recv(self, timeout: float = 5.0) -> dict[str, Any]:
+        self.ws.settimeout(timeout)
+        return json.loads(self.ws.recv())
+
+    def next_price(self, timeout: float = 5.0, symbol: str | None = None) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            message = self.recv(remaining)
+            if message["code"] == 0 and (symbol is None or message["symbol"] == symbol):
+                return message
+        raise AssertionError("no price frame in time")
+
+    def wait_price(self, price: str, timeout: float = 10.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            message = self.next_price(remaining)
+            if message["data"] == price:
+                return message
+        raise AssertionError(f"price {price} never arrived")
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.ws.close(timeout=1)

@@ -1,0 +1,42 @@
+import pytest
+
+from pledge_ws.ticks import SequenceGuard, Tick, TickError, make_tick, relative_jump
+
+
+def test_guard_drops_out_of_order_and_duplicates_per_symbol():
+    guard = SequenceGuard()
+    a1, a2, a0 = (Tick("A-B", "1", str(s), 1) for s in (10, 11, 9))
+    b1 = Tick("C-D", "1", "5", 1)
+    assert guard.accept(a1)
+    assert not guard.accept(a1)  # duplicate
+    assert guard.accept(a2)
+    assert not guard.accept(a0)  # older
+    assert guard.accept(b1)  # other symbols are independent
+    assert guard.last("A-B") == 11
+
+
+def test_sequence_is_compared_as_a_number():
+    guard = SequenceGuard()
+    assert guard.accept(Tick("A-B", "1", "9", 1))
+    assert guard.accept(Tick("A-B", "1", "10", 1))
+
+
+def test_json_round_trip():
+    tick = Tick("PLGR-USDT", "0.002700", "12", 1704873323416)
+    assert Tick.from_json(tick.to_json()) == tick
+
+
+@pytest.mark.parametrize("text", ["", "[]", '{"symbol":"X"}', '{"symbol":"A-B","price":"1","seq":"1","ts":-1}'])
+def test_from_json_rejects(text):
+    with pytest.raises(TickError):
+        Tick.from_json(text)
+
+
+def test_make_tick_rejects_huge_time():
+    with pytest.raises(TickError):
+        make_tick("A-B", "1", "1", 10**20)
+
+
+def test_relative_jump():
+    assert relative_jump("100", "150") == pytest.approx(0.5)
+    assert relative_jump("0.002700", "0.002700") == 0
