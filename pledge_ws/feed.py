@@ -84,6 +84,7 @@ class ExchangeFeed:
     def run(self) -> None:
         """Connect, read, reconnect with backoff; returns only after :meth:`stop`."""
         failures = 0
+        self._stopped = False
         while not self._stopped:
             started = self.now()
             try:

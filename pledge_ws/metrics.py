@@ -41,3 +41,7 @@ class Metrics:
         )
         self.redis_errors = Counter("pledge_ws_redis_errors_total", "Failed Redis operations", ["op"], registry=r)
         self.redis_up = Gauge("pledge_ws_redis_up", "1 while Redis answers", registry=r)
+        self.leader = Gauge("pledge_ws_leader", "1 while this process is the feed leader", registry=r)
+        self.bus_connected = Gauge(
+            "pledge_ws_bus_connected", "1 while subscribed to the Redis tick channel", registry=r
+        )

@@ -1,5 +1,11 @@
 """Wires the pieces of one worker process together and owns their greenlets.
 
+Without Redis, the worker runs the exchange feed itself. With Redis, every worker takes
+part in a leader election; only the leader runs the feed and writes Redis, and every worker
+(the leader too) consumes the tick channel. The leader also hands its ticks straight to its
+own broadcaster, so its clients keep getting prices while Redis is down; the order guard
+drops the copy that comes back over the bus.
+
 Nothing starts at import or construction: gunicorn forks workers first, and a greenlet or
 socket created before the fork would be shared by every worker. ``start()`` runs in each
 worker after the fork (see ``gunicorn.conf.py``).
@@ -13,9 +19,11 @@ from collections.abc import Callable
 
 import gevent
 
+from pledge_ws.bus import BusSubscriber
 from pledge_ws.config import Settings
 from pledge_ws.feed import ExchangeFeed
 from pledge_ws.hub import Hub
+from pledge_ws.leader import Elector
 from pledge_ws.metrics import Metrics
 from pledge_ws.protocol import CLOSE_GOING_AWAY, close_frame
 from pledge_ws.store import PriceBook, RedisWriter, connect_redis
@@ -28,23 +36,25 @@ class Runtime:
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
+        self._symbols = frozenset(settings.symbols)
         self.book = PriceBook()
         self.guard = SequenceGuard()
         self.hub = Hub(settings.symbols, self.metrics, settings.slow_client_timeout)
         self.feed = ExchangeFeed(settings.kucoin_api_url, settings.symbols, self.on_exchange_tick, self.metrics)
         self.redis: RedisWriter | None = None
+        self.bus: BusSubscriber | None = None
+        self.elector: Elector | None = None
         if settings.redis_url:
+            client = connect_redis(settings.redis_url)
             self.redis = RedisWriter(
-                connect_redis(settings.redis_url),
-                settings.primary_symbol,
-                settings.price_key,
-                self.metrics,
-                self.book,
-                url=settings.redis_url,
+                client, settings.primary_symbol, settings.price_key, self.metrics, self.book, url=settings.redis_url
             )
+            self.bus = BusSubscriber(client, self.on_bus_tick, self.resync, self.metrics)
+            self.elector = Elector(client, self._start_feed, self._stop_feed, self._feed_status, self.metrics)
         self.clients_per_ip: dict[str, int] = {}
         self.shutting_down = False
         self._greenlets: list[gevent.Greenlet] = []
+        self._feed_greenlet: gevent.Greenlet | None = None
         self._last_tick_wall: float | None = None
         self.metrics.last_tick_age.set_function(self._last_tick_age)
 
@@ -58,11 +68,28 @@ class Runtime:
         if self._is_bad_print(tick):
             return
         self.metrics.ticks_received.labels(source="exchange").inc()
-        self._last_tick_wall = time.time()
-        self.book.update(tick, time.monotonic())
-        self.hub.offer(tick)
+        self._accept(tick)
         if self.redis is not None:
             self.redis.offer(tick)
+
+    def on_bus_tick(self, tick: Tick) -> None:
+        """Called by the bus greenlet; the leader's own ticks come back and are dropped here."""
+        if tick.symbol not in self._symbols or not self.guard.accept(tick):
+            return
+        self.metrics.ticks_received.labels(source="bus").inc()
+        self._accept(tick)
+
+    def resync(self) -> None:
+        """Catch up from the latest prices in Redis (after the bus (re)connects)."""
+        if self.redis is None:
+            return
+        for tick in sorted(self.redis.read_latest(self.settings.symbols), key=lambda t: t.order):
+            self.on_bus_tick(tick)
+
+    def _accept(self, tick: Tick) -> None:
+        self._last_tick_wall = time.time()
+        self.book.update(tick)
+        self.hub.offer(tick)
 
     def _is_bad_print(self, tick: Tick) -> bool:
         limit = self.settings.max_price_jump
@@ -87,24 +114,66 @@ class Runtime:
     def _last_tick_age(self) -> float:
         return -1.0 if self._last_tick_wall is None else time.time() - self._last_tick_wall
 
+    # -- leadership -----------------------------------------------------------------------
+
+    def _start_feed(self) -> None:
+        if self._feed_greenlet is None or self._feed_greenlet.dead:
+            self._feed_greenlet = gevent.spawn(self.feed.run)
+            self._feed_greenlet.name = "exchange-feed"
+
+    def _stop_feed(self) -> None:
+        self.feed.stop()
+        if self._feed_greenlet is not None:
+            self._feed_greenlet.kill(block=True, timeout=2)
+            self._feed_greenlet = None
+
+    def _feed_status(self) -> dict[str, object]:
+        state = self.feed.state
+        return {"connected": state.connected, "error": state.last_error, "unavailable": sorted(state.unavailable)}
+
+    @property
+    def role(self) -> str:
+        if self.elector is None:
+            return "standalone"
+        return "leader" if self.elector.is_leader else "follower"
+
     # -- status ---------------------------------------------------------------------------
+
+    def feed_view(self) -> dict[str, object]:
+        """The exchange feed's status as this worker knows it (its own, or the leader's)."""
+        if self.elector is None or self.elector.is_leader:
+            return self._feed_status()
+        status = self.elector.leader_status
+        if status is None:
+            return {"connected": False, "error": "no leader holds the exchange feed", "unavailable": []}
+        return status
 
     def not_ready_reasons(self) -> list[str]:
         reasons = []
         if self.shutting_down:
             reasons.append("shutting down")
-        state = self.feed.state
-        if not state.connected:
-            reasons.append(f"exchange feed not connected: {state.last_error}")
-        if self.settings.primary_symbol in state.unavailable:
+        feed = self.feed_view()
+        if not feed.get("connected"):
+            reasons.append(f"exchange feed not connected: {feed.get('error')}")
+        unavailable = feed.get("unavailable") or []
+        if isinstance(unavailable, list) and self.settings.primary_symbol in unavailable:
             reasons.append(f"primary symbol {self.settings.primary_symbol} not found on the exchange")
-        if self.redis is not None and not self.redis.healthy:
-            reasons.append(f"redis unreachable: {self.redis.last_error}")
+        if self.redis is not None and self.elector is not None and self.bus is not None:
+            if not self.elector.redis_ok:
+                reasons.append("redis unreachable")
+            if not self.bus.connected:
+                reasons.append(f"tick bus not subscribed: {self.bus.last_error}")
+            if self.elector.is_leader and not self.redis.healthy:
+                reasons.append(f"redis writes failing: {self.redis.last_error}")
         return reasons
 
     def is_live(self) -> bool:
-        """Whether prices served now are current (the feed is up) or possibly stale."""
-        return self.feed.state.connected
+        """Whether prices served now are current, or possibly stale."""
+        if self.elector is None:
+            return self.feed.state.connected
+        if self.elector.is_leader:
+            return self.feed.state.connected
+        return bool(self.bus and self.bus.connected and self.feed_view().get("connected"))
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -117,27 +186,36 @@ class Runtime:
         if self._greenlets:
             return
         if self.redis is not None:
-            for tick in self.redis.read_latest(self.settings.symbols):
-                if self.guard.accept(tick):
-                    self.book.update(tick, time.monotonic())
-                    self.hub.seed(tick)
-            self._spawn("redis-writer", self.redis.run)
+            for symbol in self.settings.symbols:
+                for tick in self.redis.read_history(symbol):
+                    if self.guard.accept(tick):
+                        self.book.update(tick)
+            for tick in self.book.all():
+                self.hub.seed(tick)
         self._spawn("broadcaster", self.hub.run_broadcaster)
         self._spawn("reaper", self.hub.run_reaper)
-        self._spawn("exchange-feed", self.feed.run)
+        if self.elector is None:
+            self._start_feed()
+        else:
+            assert self.redis is not None and self.bus is not None
+            self._spawn("redis-writer", self.redis.run)
+            self._spawn("bus", self.bus.run)
+            self._spawn("elector", self.elector.run)
         log.info(
             "pledge-ws worker started",
             extra={"event": "worker_started", "symbols": list(self.settings.symbols), "redis": self.redis is not None},
         )
 
     def shutdown(self, grace: float = 3.0) -> None:
-        """Close every client with 1001, stop the feed, then stop our greenlets."""
+        """Close every client with 1001, hand leadership over, stop the feed and greenlets."""
         if self.shutting_down:
             return
         self.shutting_down = True
         count = self.hub.close_all(close_frame(CLOSE_GOING_AWAY, "server shutting down"), "server shutting down")
         log.info("shutting down: closing %d clients", count, extra={"event": "shutdown", "clients": count})
-        self.feed.stop()
+        if self.elector is not None:
+            self.elector.stop()
+        self._stop_feed()
         deadline = time.monotonic() + grace
         while self.hub.connections and time.monotonic() < deadline:
             gevent.sleep(0.05)

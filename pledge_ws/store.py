@@ -6,16 +6,19 @@ Redis keys (all written by the process that holds the exchange feed):
   backend wrote it.
 - ``pledge_ws:price:<SYMBOL>``: the latest tick of each symbol as compact JSON
   (``{"symbol","price","seq","ts"}``), read by workers and late joiners for the snapshot.
+- ``pledge_ws:history:<SYMBOL>``: list of the last ``HISTORY_LIMIT`` ticks (JSON), oldest first.
+- channel ``pledge_ws:ticks``: every accepted tick (JSON), consumed by every worker.
 
-Writes happen in their own greenlet from a latest-value slot per symbol, with socket
-timeouts, so an unreachable Redis never delays the feed; when Redis answers again (also
-after a restart that lost everything), the latest prices are written again.
+Writes happen in their own greenlet from a bounded FIFO, with socket timeouts, so an
+unreachable Redis never delays the feed; when Redis answers again (also after a restart that
+lost everything), the latest prices are written again.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 
 import gevent
@@ -30,29 +33,51 @@ from pledge_ws.ticks import Tick, TickError
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "pledge_ws:"
+TICKS_CHANNEL = f"{KEY_PREFIX}ticks"
 REDIS_TIMEOUT = 1.0
+HISTORY_LIMIT = 1000  # ticks kept per symbol, in Redis and in each worker's memory
+MAX_UNWRITTEN = 10_000  # ticks waiting for Redis; beyond it the oldest are dropped
 
 
 def price_key(symbol: str) -> str:
     return f"{KEY_PREFIX}price:{symbol}"
 
 
+def history_key(symbol: str) -> str:
+    return f"{KEY_PREFIX}history:{symbol}"
+
+
 class PriceBook:
-    """The latest tick per symbol in this process; what ``/price`` and snapshots read."""
+    """Latest tick and bounded recent history per symbol in this process.
 
-    def __init__(self) -> None:
+    What ``/price``, ``/price/history`` and connect-time snapshots read; fed only with ticks
+    that passed the order guard, so history is strictly increasing in sequence.
+    """
+
+    def __init__(self, history_limit: int = HISTORY_LIMIT) -> None:
         self._latest: dict[str, Tick] = {}
-        self._updated_at: dict[str, float] = {}
+        self._history: dict[str, deque[Tick]] = {}
+        self._limit = history_limit
 
-    def update(self, tick: Tick, now: float) -> None:
+    def update(self, tick: Tick) -> None:
         self._latest[tick.symbol] = tick
-        self._updated_at[tick.symbol] = now
+        history = self._history.get(tick.symbol)
+        if history is None:
+            history = self._history[tick.symbol] = deque(maxlen=self._limit)
+        history.append(tick)
 
     def get(self, symbol: str) -> Tick | None:
         return self._latest.get(symbol)
 
     def all(self) -> list[Tick]:
         return list(self._latest.values())
+
+    def history(self, symbol: str, limit: int, since: int | None = None) -> list[Tick]:
+        """The last ``limit`` ticks of ``symbol`` (with ``ts >= since``), oldest first."""
+        ticks = self._history.get(symbol, ())
+        if since is not None:
+            ticks = [t for t in ticks if t.ts >= since]
+        return list(ticks)[-limit:] if limit else []
 
 
 def connect_redis(url: str) -> redis.Redis:
@@ -67,7 +92,11 @@ def connect_redis(url: str) -> redis.Redis:
 
 
 class RedisWriter:
-    """Mirrors the latest prices into Redis without ever blocking the caller."""
+    """Mirrors accepted ticks into Redis without ever blocking the caller.
+
+    Each tick is published on the bus (when ``publish``), appended to its symbol's history
+    list, and its symbol's latest keys are set; all in order, in one pipeline per wake-up.
+    """
 
     def __init__(
         self,
@@ -77,6 +106,7 @@ class RedisWriter:
         metrics: Metrics,
         book: PriceBook,
         url: str = "",
+        publish: bool = True,
         backoff: Backoff | None = None,
         check_interval: float = 1.0,
         now: Callable[[], float] = time.monotonic,
@@ -87,26 +117,36 @@ class RedisWriter:
         self.metrics = metrics
         self.book = book
         self.url = mask_url(url)
+        self.publish = publish
         self.backoff = backoff or Backoff(base=0.2, cap=5.0)
         self.check_interval = check_interval
         self.now = now
         self.healthy = False
         self.last_error = "not checked yet"
-        self._pending: dict[str, Tick] = {}
+        self._unwritten: deque[Tick] = deque(maxlen=MAX_UNWRITTEN)
+        self._rewrite: dict[str, Tick] = {}
         self._wakeup = gevent.event.Event()
         self._run_id: bytes | None = None
 
     def offer(self, tick: Tick) -> None:
-        self._pending[tick.symbol] = tick
+        if len(self._unwritten) == MAX_UNWRITTEN:
+            self.metrics.ticks_dropped.labels(reason="redis_backlog_full").inc()
+        self._unwritten.append(tick)
         self._wakeup.set()
 
     def read_latest(self, symbols: tuple[str, ...]) -> list[Tick]:
-        """The ticks Redis holds for ``symbols`` (used once at start-up to seed snapshots)."""
+        """The latest tick Redis holds for each of ``symbols``."""
+        return self._read_ticks(lambda: self.client.mget([price_key(s) for s in symbols]))
+
+    def read_history(self, symbol: str) -> list[Tick]:
+        return self._read_ticks(lambda: self.client.lrange(history_key(symbol), 0, -1))
+
+    def _read_ticks(self, read: Callable[[], list[bytes | None]]) -> list[Tick]:
         try:
-            values = self.client.mget([price_key(s) for s in symbols])
+            values = read()
         except redis.RedisError as exc:
             self.metrics.redis_errors.labels(op="read").inc()
-            log.warning("could not read snapshot from Redis: %s", exc, extra={"event": "redis_error"})
+            log.warning("could not read from Redis: %s", exc, extra={"event": "redis_error"})
             return []
         ticks = []
         for value in values:
@@ -115,19 +155,28 @@ class RedisWriter:
             try:
                 ticks.append(Tick.from_json(value))
             except TickError:
-                self.metrics.ticks_dropped.labels(reason="bad_snapshot").inc()
+                self.metrics.ticks_dropped.labels(reason="bad_stored_tick").inc()
         return ticks
 
-    def _write(self, ticks: list[Tick]) -> None:
+    def _write(self, ticks: list[Tick], latest: dict[str, Tick]) -> None:
         pipe = self.client.pipeline(transaction=False)
+        trimmed = set()
         for tick in ticks:
+            encoded = tick.to_json()
+            if self.publish:
+                pipe.publish(TICKS_CHANNEL, encoded)
+            pipe.rpush(history_key(tick.symbol), encoded)
+            trimmed.add(tick.symbol)
+        for symbol in trimmed:
+            pipe.ltrim(history_key(symbol), -HISTORY_LIMIT, -1)
+        for tick in latest.values():
             pipe.set(price_key(tick.symbol), tick.to_json())
             if tick.symbol == self.primary_symbol:
                 pipe.set(self.primary_key, tick.price)
         pipe.execute()
 
     def _check(self) -> bool:
-        """True if Redis is a new instance (or back from an outage): rewrite everything."""
+        """True if Redis is a new instance (or back from an outage): rewrite the latest prices."""
         run_id = self.client.info("server").get("run_id")
         fresh = run_id != self._run_id or not self.healthy
         self._run_id = run_id
@@ -152,16 +201,20 @@ class RedisWriter:
             try:
                 if self.now() >= next_check:
                     if self._check():
-                        for tick in self.book.all():
-                            self._pending.setdefault(tick.symbol, tick)
+                        self._rewrite.update({t.symbol: t for t in self.book.all()})
                     next_check = self.now() + self.check_interval
-                batch, self._pending = list(self._pending.values()), {}
-                if batch:
+                batch = list(self._unwritten)
+                self._unwritten.clear()
+                latest = {**self._rewrite, **{t.symbol: t for t in batch}}
+                self._rewrite = {}
+                if batch or latest:
                     try:
-                        self._write(batch)
+                        self._write(batch, latest)
                     except BaseException:
-                        for tick in batch:  # keep them unless a newer one arrived meanwhile
-                            self._pending.setdefault(tick.symbol, tick)
+                        # Keep everything, oldest first, ahead of what arrived meanwhile.
+                        kept = [*batch, *self._unwritten][-MAX_UNWRITTEN:]
+                        self._unwritten = deque(kept, maxlen=MAX_UNWRITTEN)
+                        self._rewrite = {**latest, **self._rewrite}
                         raise
                 self._set_health(True)
                 failures = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import time
 
 from flask import Flask, Response, g, jsonify, request, send_from_directory
@@ -12,10 +13,21 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pledge_ws.protocol import Invalid, normalize_symbols
 from pledge_ws.runtime import Runtime
 from pledge_ws.session import ClientSession
+from pledge_ws.store import HISTORY_LIMIT
 
 
 def _error(status: int, message: str, **extra: object) -> tuple[Response, int]:
     return jsonify({"error": message, **extra}), status
+
+
+def _int_arg(name: str, default: int | None, low: int, high: int) -> int | str | None:
+    """A bounded integer query parameter, or an error message naming it."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        return f"{name} must be an integer from {low} to {high}"
+    return int(raw)
 
 
 def client_ip(remote_addr: str | None, forwarded_for: str | None, trusted: tuple[str, ...]) -> str:
@@ -111,6 +123,18 @@ def register_views(app: Flask, sock: Sock, runtime: Runtime) -> None:
             }
         )
 
+    @app.get("/price/history")
+    def price_history() -> tuple[Response, int] | Response:
+        symbol = request.args.get("symbol", settings.primary_symbol).strip().upper()
+        if symbol not in settings.symbols:
+            return _error(404, f"unknown symbol: {symbol[:40]}", symbols=list(settings.symbols))
+        limit = _int_arg("limit", default=100, low=1, high=HISTORY_LIMIT)
+        since = _int_arg("since", default=None, low=0, high=10**14)
+        if isinstance(limit, str) or isinstance(since, str):
+            return _error(400, limit if isinstance(limit, str) else str(since))
+        ticks = runtime.book.history(symbol, limit, since)
+        return jsonify({"symbol": symbol, "ticks": [{"price": t.price, "seq": t.sequence, "ts": t.ts} for t in ticks]})
+
     @app.get("/healthz")
     def healthz() -> Response:
         return jsonify({"status": "ok"})
@@ -118,14 +142,15 @@ def register_views(app: Flask, sock: Sock, runtime: Runtime) -> None:
     @app.get("/readyz")
     def readyz() -> tuple[Response, int]:
         reasons = runtime.not_ready_reasons()
+        feed = runtime.feed_view()
         body = {
             "ready": not reasons,
             "reasons": reasons,
-            "feed": {
-                "connected": runtime.feed.state.connected,
-                "unavailable_symbols": sorted(runtime.feed.state.unavailable),
-            },
-            "redis": None if runtime.redis is None else {"healthy": runtime.redis.healthy},
+            "role": runtime.role,
+            "pid": os.getpid(),
+            "leader": runtime.elector.leader_identity() if runtime.elector else None,
+            "feed": {"connected": bool(feed.get("connected")), "unavailable_symbols": feed.get("unavailable", [])},
+            "redis": None if runtime.redis is None else {"bus": bool(runtime.bus and runtime.bus.connected)},
             "connections": len(runtime.hub.connections),
         }
         return jsonify(body), 200 if not reasons else 503
