@@ -135,6 +135,18 @@ def register_views(app: Flask, sock: Sock, runtime: Runtime) -> None:
         ticks = runtime.book.history(symbol, limit, since)
         return jsonify({"symbol": symbol, "ticks": [{"price": t.price, "seq": t.sequence, "ts": t.ts} for t in ticks]})
 
+    @app.get("/symbols")
+    def symbols_view() -> Response:
+        """What a page needs to build its symbol picker and heartbeat timer."""
+        return jsonify(
+            {
+                "symbols": list(settings.symbols),
+                "primary": settings.primary_symbol,
+                "heartbeat_timeout": settings.heartbeat_timeout,
+                "history_limit": HISTORY_LIMIT,
+            }
+        )
+
     @app.get("/healthz")
     def healthz() -> Response:
         return jsonify({"status": "ok"})
