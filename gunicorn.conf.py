@@ -21,6 +21,9 @@ except ConfigError as exc:
 
 bind = f"0.0.0.0:{_settings.port}"
 workers = _settings.web_concurrency
+# A socket per worker (SO_REUSEPORT): the kernel spreads long-lived /ws connections evenly,
+# instead of one shared socket where the same idle worker tends to win every accept.
+reuse_port = workers > 1
 worker_class = "gevent"
 # Each /ws client holds one slot; leave headroom above MAX_CONNECTIONS for HTTP requests.
 worker_connections = _settings.max_connections + 1000
