@@ -29,6 +29,10 @@ from pledge_ws.ticks import Tick
 log = logging.getLogger(__name__)
 
 MAX_CONTROL_BACKLOG = 64  # pongs and errors queued for a client that does not read
+# Kernel send buffer per client socket (Linux doubles it). Loopback and LAN autotuning would
+# otherwise let each non-reading client pin up to 4 MB of kernel memory before its socket
+# ever reports "full"; 32 KiB is still ~300 price frames of slack for a briefly slow reader.
+SEND_BUFFER_BYTES = 32 * 1024
 TICK_QUEUE_SIZE = 4096
 _WRITE = 2  # libev/libuv EV_WRITE
 
@@ -57,6 +61,8 @@ class Connection:
         # gevent's socket wraps a non-blocking OS socket; writing to that directly gives
         # "all sent", "part sent" or EAGAIN at once instead of parking a greenlet.
         self._raw: socket.socket = getattr(sock, "_sock", sock)
+        with contextlib.suppress(OSError):
+            self._raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
         self.peer = peer
         self.symbols: set[str] = set()
         self._partial: memoryview | None = None
@@ -106,6 +112,14 @@ class Connection:
     def drop_symbol(self, symbol: str) -> None:
         if self._latest:
             self._latest.pop(symbol, None)
+
+    def backlog_bytes(self) -> int:
+        """Bytes held for this client in user space: at most one partial frame, one price
+        frame per subscribed symbol and MAX_CONTROL_BACKLOG small control frames."""
+        held = len(self._partial) if self._partial is not None else 0
+        held += sum(len(frame) for frame in self._control or ())
+        held += sum(len(frame) for frame in (self._latest or {}).values())
+        return held
 
     @property
     def drained(self) -> bool:
