@@ -159,8 +159,17 @@ class ClientSession:
             gevent.sleep(0.02)
         conn.release()
         self.ws.connected = False  # type: ignore[attr-defined]  # flask-sock must not send another close
+        sock = self.ws.sock  # type: ignore[attr-defined]
+        if conn.closed:  # aborted: the socket is already shut down
+            return
+        # Lingering close: FIN after our close frame, then discard what the client still
+        # sends until it closes too. Closing with unread input would send a RST, and the
+        # client could lose the close frame (and its code) that is still in flight.
         try:
-            sock = self.ws.sock  # type: ignore[attr-defined]
-            sock.shutdown(socket.SHUT_RDWR)
+            sock.shutdown(socket.SHUT_WR)
+            while (remaining := deadline - self.now()) > 0:
+                sock.settimeout(remaining)
+                if not sock.recv(RECV_BYTES):
+                    break
         except OSError:
             pass

@@ -63,10 +63,13 @@ MAX_FAIL_BULLETS = 1_000_000
 MAX_OUTSTANDING_TOKENS = 10_000
 # Frames queued for one connection before it counts as a slow consumer and is cut off.
 OUTBOX_FRAMES = 4096
+# Most queued frames one connection writes with a single system call.
+WRITE_BATCH_FRAMES = 64
 # How long a graceful close may take (sending the close frame, hearing the reply).
 CLOSE_GRACE_SECONDS = 2.0
 BULLET_FAIL_MODES = ("500", "badjson")
 DROP_MODES = ("close", "reset")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY_VIOLATION = 1008
 MALFORMED_KINDS = (
@@ -327,6 +330,10 @@ class Exchange:
 
     # -- connections ----------------------------------------------------------------------
 
+    @property
+    def connections(self) -> int:
+        return len(self._peers)
+
     def register(self, peer: Peer) -> None:
         self._peers.add(peer)
         self.connections_total += 1
@@ -546,7 +553,7 @@ class Exchange:
                 }
         silent_ms = max(0, math.ceil((self._silent_until - self._monotonic()) * 1000))
         return {
-            "connections": len(self._peers),
+            "connections": self.connections,
             "connections_total": self.connections_total,
             "bullets": self.bullets,
             "rate": self._rate,
@@ -640,6 +647,7 @@ class WsPeer:
         self.symbols: set[str] = set()
         self.last_sent: dict[str, int] = {}
         self.closing = False
+        self._aborted = False
         self._ws = ws
         self._exchange = exchange
         self._sock: socket.socket = ws.sock
@@ -667,9 +675,15 @@ class WsPeer:
         return True
 
     def _drain(self) -> None:
+        # Whatever piled up while we were writing goes out in one system call.
+        outbox = self._outbox
         try:
-            while self.write(self._outbox.get()):
-                pass
+            while True:
+                frames = [outbox.get()]
+                while len(frames) < WRITE_BATCH_FRAMES and not outbox.empty():
+                    frames.append(outbox.get_nowait())
+                if not self.write(b"".join(frames)):
+                    return
         except OSError:
             self.abort()
 
@@ -693,12 +707,15 @@ class WsPeer:
 
     def abort(self) -> None:
         """Drop the TCP connection with a reset: no close frame, no FIN."""
-        self.closing = True
+        if self._aborted:
+            return
+        self._aborted = self.closing = True
         self._ws.connected = False
         with contextlib.suppress(OSError):
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self._sock.close()  # the last descriptor goes when the handler returns
-        self._writer.kill(block=False)
+        if gevent.getcurrent() is not self._writer:
+            self._writer.kill(block=False)
         self._ws.event.set()
 
     def finish(self, environ: Mapping[str, Any]) -> None:
@@ -708,8 +725,10 @@ class WsPeer:
         self._writer.kill(block=False)
         self._ws.thread.join(timeout=CLOSE_GRACE_SECONDS)
         self._sock.close()
-        rfile = getattr(environ.get("wsgi.input"), "rfile", None)
-        if rfile is not None:
+        # gevent hands an upgrade request the connection's own reader as ``wsgi.input``.
+        stream = environ.get("wsgi.input")
+        rfile = getattr(stream, "rfile", stream)
+        if rfile is not None and hasattr(rfile, "close"):
             rfile.close()
 
 
@@ -940,7 +959,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--ping-timeout-ms", type=int, default=10000)
     parser.add_argument("--start-price", default="", help="PLGR-USDT=0.002700,BTC-USDT=67000.1")
     parser.add_argument("--seed", type=int, default=None, help="make the random walk repeatable")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", type=str.upper, default="INFO", choices=LOG_LEVELS)
     return parser.parse_args(argv)
 
 
@@ -948,7 +967,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run until SIGTERM or SIGINT; print one ``simulator listening on ...`` line when ready."""
     args = _parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=args.log_level,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
@@ -976,11 +995,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop = gevent.event.Event()
     gevent.signal_handler(signal.SIGTERM, stop.set)
     gevent.signal_handler(signal.SIGINT, stop.set)
-    print(f"simulator listening on http://{args.host}:{server.server_port}", flush=True)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"simulator listening on http://{host}:{server.server_port}", flush=True)
     stop.wait()
     ticker.stop()
+    server.close()  # no new connections while the open ones say goodbye
     exchange.drop_all("close")
-    server.stop(timeout=CLOSE_GRACE_SECONDS + 1)
+    deadline = time.monotonic() + CLOSE_GRACE_SECONDS + 1
+    while exchange.connections and time.monotonic() < deadline:
+        gevent.sleep(0.02)
+    server.stop(timeout=0)
     return 0
 
 

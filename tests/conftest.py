@@ -33,7 +33,8 @@ def service_factory():
     started: list[Service] = []
 
     def start(**env: str) -> Service:
-        service = Service(env)
+        port = int(env["PORT"]) if "PORT" in env else None
+        service = Service(env, port=port)
         started.append(service)
         return service
 
