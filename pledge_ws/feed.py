@@ -72,7 +72,7 @@ class ExchangeFeed:
         self.symbols = symbols
         self.on_tick = on_tick
         self.metrics = metrics
-        self.backoff = backoff or Backoff(base=0.25, cap=30.0)
+        self.backoff = backoff or Backoff(base=0.25, cap=15.0)
         self.now = now
         self.max_session_age = max_session_age
         self.state = FeedState()

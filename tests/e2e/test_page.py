@@ -1,0 +1,266 @@
+"""The live price page in a real browser: headless Chromium (Debian's) driven by Playwright.
+
+One stack for the module: redis-server, the simulator (no random ticks: every price is set by
+a test), and gunicorn serving the page, each a real process on a loopback port. Every wait is
+bounded. The screenshots the README shows are written by ``test_screenshots``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from decimal import ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import ROOT, RedisServer, Service, Simulator, wait_until
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+PRIMARY, OTHER = "PLGR-USDT", "BTC-USDT"
+HEARTBEAT_TIMEOUT = 4  # seconds; the page pings every quarter of it
+
+if not CHROMIUM.exists():
+    pytest.skip("chromium is not installed at /usr/bin/chromium (make test installs it)", allow_module_level=True)
+try:
+    from playwright.sync_api import Page, expect, sync_playwright
+except ImportError:
+    pytest.skip("the playwright package is not installed (requirements-dev.txt)", allow_module_level=True)
+if shutil.which("redis-server") is None:
+    pytest.skip("redis-server not installed (make test installs it)", allow_module_level=True)
+
+
+class Stack:
+    """redis-server + simulator + gunicorn; the service can be replaced on the same port."""
+
+    def __init__(self) -> None:
+        self.redis = RedisServer().start()
+        self.sim = Simulator(rate=0)
+        self.env = {
+            "KUCOIN_API_URL": self.sim.url,
+            "REDIS_URL": self.redis.url,
+            "SYMBOLS": f"{PRIMARY},{OTHER}",
+            "HEARTBEAT_TIMEOUT": str(HEARTBEAT_TIMEOUT),
+        }
+        self.service = Service(self.env)
+        self.service.wait_ready()
+
+    @property
+    def url(self) -> str:
+        return self.service.url
+
+    def push(self, symbol: str, price: str) -> None:
+        """Set a price in the simulator and wait until the service holds it."""
+        self.sim.set_price(symbol, price)
+        wait_until(lambda: self.latest(symbol) == price, 5, what=f"{symbol} {price} at the service")
+
+    def latest(self, symbol: str) -> str | None:
+        status, body = self.service.get(f"/price?symbol={symbol}")
+        return body["price"] if status == 200 else None
+
+    def history(self, symbol: str) -> list[dict[str, Any]]:
+        status, body = self.service.get(f"/price/history?symbol={symbol}&limit=1000")
+        assert status == 200, body
+        return body["ticks"]
+
+    def restart_service(self) -> None:
+        port = self.service.port
+        self.service.stop()
+        self.service = Service(self.env, port=port)
+
+    def stop(self) -> None:
+        for part in (self.service, self.sim, self.redis):
+            part.stop()
+
+
+@pytest.fixture(scope="module")
+def stack():
+    stack = Stack()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, timeout=20_000)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def open_page(browser, stack):
+    """Open the page in a fresh context; records every WebSocket frame the page sends."""
+    contexts = []
+
+    def opener(width: int = 1280, height: int = 800, scheme: str = "light") -> tuple[Page, list[str]]:
+        context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        sent: list[str] = []
+        page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(str(payload))))
+        page.goto(stack.url + "/")
+        return page, sent
+
+    yield opener
+    for context in contexts:
+        context.close()
+
+
+def points(page: Page) -> int:
+    return int(page.get_by_test_id("chart").get_attribute("data-points") or 0)
+
+
+def expect_points(page: Page, count: int, timeout: float = 5_000) -> None:
+    expect(page.get_by_test_id("chart")).to_have_attribute("data-points", str(count), timeout=timeout)
+
+
+def expected_change(first: str, last: str) -> tuple[str, str]:
+    """The change as the page must show it: exact difference, percent rounded to 2 places."""
+    a, b = Decimal(first), Decimal(last)
+    diff = b - a
+    pct = (diff * 100 / a).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    sign = "+" if diff > 0 else "-" if diff < 0 else ""
+    pct_text = f"{sign}{abs(pct):f}%" if pct or not diff else f"{sign}<0.01%"
+    return f"{sign}{abs(diff):f}", pct_text
+
+
+def clock_ms(ts: int) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(ts / 1000)) + f".{ts % 1000:03d}"
+
+
+def random_walk(start: str, steps: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    value = Decimal(start)
+    quantum = Decimal(1).scaleb(Decimal(start).as_tuple().exponent)
+    out = []
+    for _ in range(steps):
+        value = max(quantum, value + quantum * rng.choice([-3, -2, -1, -1, 0, 1, 1, 2, 3, 4]))
+        out.append(str(value.quantize(quantum)))
+    return out
+
+
+def test_screenshots(stack, open_page):
+    """Desktop (light) and phone (dark) pictures of the page for the README."""
+    last = stack.latest(PRIMARY) or "0.002700"
+    for price in random_walk(last, 80, seed=7):
+        stack.sim.set_price(PRIMARY, price)
+        time.sleep(0.06)
+    wait_until(lambda: stack.latest(PRIMARY) == price, 5, what="the last price at the service")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for name, (width, height), scheme in (("desktop", (1280, 800), "light"), ("phone", (390, 844), "dark")):
+        page, _ = open_page(width, height, scheme)
+        expect(page.get_by_test_id("price")).to_have_text(price)
+        expect_points(page, len(stack.history(PRIMARY)))
+        page.evaluate("document.fonts.ready")
+        page.wait_for_timeout(300)  # let the price flash settle
+        page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+        assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000
+
+
+def test_page_shows_price_pushes_and_chart(stack, open_page):
+    for price in ("0.002700", "0.002712", "0.002705"):
+        stack.push(PRIMARY, price)
+    history = stack.history(PRIMARY)
+
+    page, sent = open_page()
+    price = page.get_by_test_id("price")
+    expect(price).to_have_text("0.002705")
+    expect(page.get_by_test_id("state")).to_have_attribute("data-state", "live")
+    expect_points(page, len(history))
+    # The live price is announced to screen readers.
+    assert price.locator("xpath=ancestor::*[@aria-live]").count() == 1
+
+    # A new price reaches the page within 2 s, and extends the chart by one point per tick.
+    for pushed, new_price in enumerate(("0.002731", "0.002690", "0.002700100"), start=1):
+        started = time.monotonic()
+        stack.sim.set_price(PRIMARY, new_price)
+        expect(price).to_have_text(new_price, timeout=2_000)
+        assert time.monotonic() - started < 2.0
+        expect_points(page, len(history) + pushed)
+
+    ticks = stack.history(PRIMARY)
+    assert points(page) == len(ticks)
+    diff, pct = expected_change(ticks[0]["price"], ticks[-1]["price"])
+    change = page.get_by_test_id("change")
+    expect(change.locator(".diff")).to_have_text(diff)
+    expect(change.locator(".pct")).to_have_text(pct)
+    expect(page.get_by_test_id("last-tick")).to_have_text(clock_ms(ticks[-1]["ts"]))
+
+    # The client pings on open and then every HEARTBEAT_TIMEOUT / 4: it outlives the timeout.
+    time.sleep(HEARTBEAT_TIMEOUT + 1)
+    assert page.evaluate("window.pledgePage.stateLog.map(s => s.state)") == ["connecting", "live"]
+    assert sent.count("ping") >= HEARTBEAT_TIMEOUT
+    stack.sim.set_price(PRIMARY, "0.002702")
+    expect(price).to_have_text("0.002702", timeout=2_000)
+
+
+def test_reconnects_after_the_service_drops_the_connection(stack, open_page):
+    stack.push(PRIMARY, "0.002750")
+    page, _ = open_page()
+    price = page.get_by_test_id("price")
+    expect(price).to_have_text("0.002750")
+    expect(page.get_by_test_id("state")).to_have_attribute("data-state", "live")
+    log_states = "window.pledgePage.stateLog.map(s => s.state)"
+
+    stack.restart_service()  # SIGTERM: the service closes every client with 1001, then a new one starts
+    assert "reconnecting" in page.evaluate(log_states)
+    stack.service.wait_ready()
+    # A price set before the page is back must be in the chart too: pushed or re-read from history.
+    stack.push(PRIMARY, "0.002761")
+    expect(page.get_by_test_id("state")).to_have_attribute("data-state", "live", timeout=15_000)
+    expect(price).to_have_text("0.002761", timeout=5_000)
+    states = page.evaluate(log_states)
+    assert states[-2:] == ["reconnecting", "live"], states
+
+    started = time.monotonic()
+    stack.sim.set_price(PRIMARY, "0.002777")
+    expect(price).to_have_text("0.002777", timeout=2_000)
+    assert time.monotonic() - started < 2.0
+    # No hole and no duplicate: exactly the service's history.
+    expect_points(page, len(stack.history(PRIMARY)))
+
+
+def test_symbol_picker_switches_with_the_subscribe_op(stack, open_page):
+    stack.push(OTHER, "67012.35")
+    stack.push(PRIMARY, "0.002800")
+    page, sent = open_page()
+    price = page.get_by_test_id("price")
+    expect(price).to_have_text("0.002800")
+
+    page.get_by_test_id("symbol-picker").get_by_role("button", name=OTHER).click()
+    expect(price).to_have_text("67012.35")
+    expect(page.get_by_test_id("symbol")).to_have_text(OTHER)
+    expect(page.get_by_test_id("symbol-picker").get_by_role("button", name=OTHER)).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    expect_points(page, len(stack.history(OTHER)))
+    ops = [json.loads(frame) for frame in sent if frame.startswith("{")]
+    assert {"op": "subscribe", "symbols": [OTHER]} in ops
+    assert {"op": "unsubscribe", "symbols": [PRIMARY]} in ops
+
+    # Prices of the other symbol arrive; the unsubscribed one no longer shows.
+    stack.sim.set_price(OTHER, "67020.00")
+    expect(price).to_have_text("67020.00", timeout=2_000)
+    stack.push(PRIMARY, "0.002801")
+    stack.push(OTHER, "67019.90")
+    expect(price).to_have_text("67019.90", timeout=2_000)
+    expect_points(page, len(stack.history(OTHER)))
+    assert "#BTC-USDT" in page.url
