@@ -225,6 +225,7 @@ class Hub:
         self._queue: gevent.queue.Queue[Tick] = gevent.queue.Queue(maxsize=TICK_QUEUE_SIZE)
         self.backlogged: set[Connection] = set()
         self.connections: set[Connection] = set()
+        self._notice: bytes | None = None  # sent after the snapshot while prices are stale
 
     # -- registry -------------------------------------------------------------------------
 
@@ -233,6 +234,15 @@ class Hub:
             self.connections.add(conn)
         self.metrics.connections.set(len(self.connections))
         self.subscribe(conn, symbols)
+        if self._notice is not None:
+            conn.send(self._notice)
+
+    def set_notice(self, frame: bytes | None) -> None:
+        """Tell every client (now, and each new one) that prices are stale; None clears it."""
+        self._notice = frame
+        if frame is not None:
+            for conn in list(self.connections):
+                conn.send(frame)
 
     def detach(self, conn: Connection) -> None:
         """Stop sending prices to ``conn``; its queued frames may still drain."""

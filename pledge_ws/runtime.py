@@ -25,11 +25,13 @@ from pledge_ws.feed import ExchangeFeed
 from pledge_ws.hub import Hub
 from pledge_ws.leader import Elector
 from pledge_ws.metrics import Metrics
-from pledge_ws.protocol import CLOSE_GOING_AWAY, close_frame
+from pledge_ws.protocol import CLOSE_GOING_AWAY, close_frame, error_payload, text_frame
 from pledge_ws.store import PriceBook, RedisWriter, connect_redis
 from pledge_ws.ticks import SequenceGuard, Tick, relative_jump
 
 log = logging.getLogger(__name__)
+
+STALE_NOTICE = text_frame(error_payload("price feed interrupted"))
 
 
 class Runtime:
@@ -175,6 +177,22 @@ class Runtime:
             return self.feed.state.connected
         return bool(self.bus and self.bus.connected and self.feed_view().get("connected"))
 
+    def watch_liveness(self, interval: float = 1.0) -> None:
+        """Tell clients when prices stop being current, instead of leaving them in silence.
+
+        On the transition to stale every client gets a code -1 "price feed interrupted"
+        frame (and so does each new client until prices are current again); the next
+        price frame is the all-clear.
+        """
+        was_live = False
+        while True:
+            live = self.is_live()
+            if live != was_live and (was_live or self._last_tick_wall is not None):
+                self.hub.set_notice(None if live else STALE_NOTICE)
+                log.info("prices %s", "live again" if live else "stale", extra={"event": "live" if live else "stale"})
+            was_live = live
+            gevent.sleep(interval)
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def _spawn(self, name: str, fn: Callable[[], None]) -> None:
@@ -194,6 +212,7 @@ class Runtime:
                 self.hub.seed(tick)
         self._spawn("broadcaster", self.hub.run_broadcaster)
         self._spawn("reaper", self.hub.run_reaper)
+        self._spawn("liveness", self.watch_liveness)
         if self.elector is None:
             self._start_feed()
         else:

@@ -56,11 +56,21 @@ def test_exchange_silent_60s_then_back(service, simulator):
     wait_until(lambda: service.get("/readyz")[0] == 503, 10, what="/readyz to see the silent exchange")
     status, body = service.get("/price")
     assert status == 200 and body["price"] == "0.000500" and body["stale"] is True
+    wait_until(lambda: service.get("/readyz")[1]["feed"]["connected"] is False, 5, what="feed down")
+    time.sleep(1.5)  # the liveness watcher looks once a second
+    late = Client(service.ws_url)
+    assert late.next_price()["data"] == "0.000500"
+    late_notice = late.recv()
+    late.close()
+    seen = []
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # keep the client alive meanwhile
         client.send("ping")
-        client.recv(timeout=5)
+        seen.append(client.recv(timeout=5))
         time.sleep(5)
+    # The client was told, not left in silence; so was one that connected meanwhile.
+    assert {"code": -1, "data": "price feed interrupted"} in seen
+    assert late_notice == {"code": -1, "data": "price feed interrupted"}
     service.wait_ready(timeout=25)  # the feed's backoff is capped at 15 s
     simulator.set_price("PLGR-USDT", "0.000501")
     assert client.wait_price("0.000501", timeout=10)["data"] == "0.000501"
