@@ -84,14 +84,8 @@ class Connection:
         if self.closing or self.closed:
             return
         if self.backlog_since is None:
-            try:
-                sent = self._raw.send(frame)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                self.abort(f"send failed: {exc.strerror or exc}")
-                return
-            if sent == len(frame):
+            sent = self._write(frame)
+            if sent == len(frame) or sent < 0:
                 return
             self._partial = memoryview(frame)[sent:]
             self._start_backlog()
@@ -108,6 +102,16 @@ class Connection:
                 self.abort("slow client: control backlog full", evicted=True)
                 return
             self._control.append(frame)
+
+    def _write(self, data: bytes | memoryview) -> int:
+        """Bytes the kernel took now (0 if the socket is full), or -1 if the client is gone."""
+        try:
+            return self._raw.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            self.abort(f"send failed: {exc.strerror or exc}")
+            return -1
 
     def drop_symbol(self, symbol: str) -> None:
         if self._latest:
@@ -149,12 +153,8 @@ class Connection:
             if chunk is None:
                 self._end_backlog()
                 return
-            try:
-                sent = self._raw.send(chunk)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                self.abort(f"send failed: {exc.strerror or exc}")
+            sent = self._write(chunk)
+            if sent < 0:
                 return
             if sent < len(chunk):
                 self._partial = memoryview(chunk)[sent:]

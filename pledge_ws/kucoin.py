@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
-from pledge_ws.ticks import Tick, TickError, make_tick
+from pledge_ws.ticks import RejectedInput, Tick, TickError, make_tick
 
 TICKER_PREFIX = "/market/ticker:"
 MAX_SYMBOLS_PER_SUBSCRIBE = 100
@@ -24,12 +24,8 @@ class BulletError(ValueError):
     """The bullet endpoint answered something we cannot connect with."""
 
 
-class FrameError(ValueError):
-    """An exchange frame is malformed; ``reason`` is a short label for metrics."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
+class FrameError(RejectedInput):
+    """An exchange frame is malformed or oversized."""
 
 
 @dataclass(frozen=True, slots=True)

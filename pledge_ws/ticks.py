@@ -16,12 +16,16 @@ SEQUENCE_RE = re.compile(r"^[0-9]{1,30}$")
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,20}-[A-Z0-9]{1,20}$")
 
 
-class TickError(ValueError):
-    """A tick field is missing or malformed; ``reason`` is a short label for metrics."""
+class RejectedInput(ValueError):
+    """Input from outside that we drop; ``reason`` is a short label for metrics."""
 
     def __init__(self, reason: str, detail: str = "") -> None:
         super().__init__(f"{reason}: {detail}" if detail else reason)
         self.reason = reason
+
+
+class TickError(RejectedInput):
+    """A tick field is missing or malformed."""
 
 
 @dataclass(frozen=True, slots=True)
