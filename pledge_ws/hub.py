@@ -34,6 +34,11 @@ MAX_CONTROL_BACKLOG = 64  # pongs and errors queued for a client that does not r
 # ever reports "full"; 32 KiB is still ~300 price frames of slack for a briefly slow reader.
 SEND_BUFFER_BYTES = 32 * 1024
 TICK_QUEUE_SIZE = 4096
+# When the broadcaster is this far behind the feed (it cannot push every tick to every
+# client within a tick interval, e.g. on an overloaded core), a tick that already has a newer
+# one of its symbol queued is skipped: latency stays bounded instead of growing without end.
+# While the broadcaster keeps up, nothing is ever skipped.
+MAX_BROADCAST_LAG = 0.25
 _WRITE = 2  # libev/libuv EV_WRITE
 
 
@@ -222,7 +227,8 @@ class Hub:
         self._subscribers: dict[str, set[Connection]] = {symbol: set() for symbol in symbols}
         self._targets: dict[str, tuple[Connection, ...]] = {}
         self._latest_frame: dict[str, bytes] = {}
-        self._queue: gevent.queue.Queue[Tick] = gevent.queue.Queue(maxsize=TICK_QUEUE_SIZE)
+        self._queue: gevent.queue.Queue[tuple[Tick, float]] = gevent.queue.Queue(maxsize=TICK_QUEUE_SIZE)
+        self._newest_queued: dict[str, int] = {}
         self.backlogged: set[Connection] = set()
         self.connections: set[Connection] = set()
         self._notice: bytes | None = None  # sent after the snapshot while prices are stale
@@ -294,9 +300,11 @@ class Hub:
 
         On overflow the oldest queued tick goes: the newest price always gets through.
         """
+        self._newest_queued[tick.symbol] = tick.order
+        item = (tick, time.monotonic())
         while True:
             try:
-                self._queue.put_nowait(tick)
+                self._queue.put_nowait(item)
                 return
             except gevent.queue.Full:
                 try:
@@ -321,7 +329,10 @@ class Hub:
 
     def run_broadcaster(self) -> None:
         while True:
-            tick = self._queue.get()
+            tick, offered_at = self._queue.get()
+            if time.monotonic() - offered_at > MAX_BROADCAST_LAG and self._newest_queued[tick.symbol] > tick.order:
+                self.metrics.ticks_dropped.labels(reason="broadcast_lag").inc()
+                continue
             try:
                 self.publish(tick)
             except Exception:  # a bug here must not end fan-out for everyone

@@ -2,13 +2,15 @@
 costs bounded memory. Asserts order and delivery, never wall-clock speed (see bench/)."""
 
 import base64
+import contextlib
+import json
 import os
 import socket
 
 import gevent
 import pytest
 
-from pledge_ws.hub import Connection, Hub
+from pledge_ws.hub import MAX_BROADCAST_LAG, Connection, Hub
 from pledge_ws.metrics import Metrics
 from pledge_ws.protocol import price_payload, text_frame
 from pledge_ws.ticks import Tick
@@ -101,3 +103,38 @@ def test_memory_held_for_a_stalled_client_is_bounded_by_a_constant():
     client.close()
     server.close()
     gevent.sleep(0)
+
+
+def _received_seqs(sock: socket.socket) -> list[str]:
+    sock.setblocking(False)
+    data = b""
+    with contextlib.suppress(BlockingIOError):
+        while chunk := sock.recv(65536):
+            data += chunk
+    seqs = []
+    while len(data) >= 2:
+        length = data[1] & 0x7F
+        seqs.append(json.loads(data[2 : 2 + length])["seq"])
+        data = data[2 + length :]
+    return seqs
+
+
+def test_broadcaster_skips_only_ticks_superseded_while_it_lags():
+    hub = Hub(["A-USDT"], Metrics(), slow_client_timeout=3600)
+    server, client = socket.socketpair()
+    server.setblocking(False)
+    hub.attach(Connection(server, "test", hub), ["A-USDT"])
+    ticks = [Tick("A-USDT", "1.5", str(n), 1_700_000_000_000) for n in range(1, 6)]
+    for tick in ticks[:3]:
+        hub.offer(tick)
+    gevent.sleep(MAX_BROADCAST_LAG + 0.05)  # the broadcaster is not even running: it lags
+    broadcaster = gevent.spawn(hub.run_broadcaster)
+    gevent.sleep(0.01)
+    assert _received_seqs(client) == ["3"]  # 1 and 2 were superseded while it lagged
+    for tick in ticks[3:]:  # keeping up: every tick goes out
+        hub.offer(tick)
+        gevent.sleep(0.01)
+    assert _received_seqs(client) == ["4", "5"]
+    broadcaster.kill()
+    client.close()
+    server.close()
