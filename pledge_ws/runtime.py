@@ -54,6 +54,7 @@ class Runtime:
             self.bus = BusSubscriber(client, self.on_bus_tick, self.resync, self.metrics)
             self.elector = Elector(client, self._start_feed, self._stop_feed, self._feed_status, self.metrics)
         self.clients_per_ip: dict[str, int] = {}
+        self._held: dict[str, Tick] = {}  # a suspected bad print per symbol, awaiting confirmation
         self.shutting_down = False
         self._greenlets: list[gevent.Greenlet] = []
         self._feed_greenlet: gevent.Greenlet | None = None
@@ -94,19 +95,30 @@ class Runtime:
         self.hub.offer(tick)
 
     def _is_bad_print(self, tick: Tick) -> bool:
+        """A tick that jumps beyond MAX_PRICE_JUMP is held back, unless the next tick
+        confirms the new level (two consecutive prints agree: the market really moved)."""
         limit = self.settings.max_price_jump
         previous = self.book.get(tick.symbol)
-        if not limit or previous is None:
+        if not limit or previous is None or relative_jump(previous.price, tick.price) <= limit:
+            self._held.pop(tick.symbol, None)
             return False
-        jump = relative_jump(previous.price, tick.price)
-        if jump <= limit:
+        held = self._held.pop(tick.symbol, None)
+        if held is not None and relative_jump(held.price, tick.price) <= limit:
+            log.warning(
+                "price jump on %s confirmed by two prints: %s -> %s",
+                tick.symbol,
+                previous.price,
+                tick.price,
+                extra={"event": "price_jump_confirmed", "symbol": tick.symbol, "price": tick.price},
+            )
             return False
+        self._held[tick.symbol] = tick
         self.metrics.ticks_dropped.labels(reason="price_jump").inc()
         log.warning(
-            "held back %s %s: moved %.1f%% from %s (MAX_PRICE_JUMP=%g)",
+            "held back %s %s: moves %.1f%% from %s (MAX_PRICE_JUMP=%g)",
             tick.symbol,
             tick.price,
-            jump * 100,
+            relative_jump(previous.price, tick.price) * 100,
             previous.price,
             limit,
             extra={"event": "bad_print", "symbol": tick.symbol, "price": tick.price, "previous": previous.price},
