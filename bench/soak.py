@@ -63,6 +63,7 @@ class Stats:
         self.connect_failures = 0
         self.closed_by_server = {"good": 0, "vanish": 0, "stall": 0}
         self.live: dict[int, str | None] = {}  # well-behaved clients connected now -> last price
+        self.saw_final: set[int] = set()  # well-behaved clients that received FINAL_PRICE
 
 
 def client(n: int, port: int, kind: str, stats: Stats, end: float) -> None:
@@ -120,6 +121,8 @@ def client(n: int, port: int, kind: str, stats: Stats, end: float) -> None:
                         message = json.loads(payload)
                         if message.get("code") == 0 and kind == "good":
                             stats.live[n] = message["data"]
+                            if message["data"] == FINAL_PRICE:
+                                stats.saw_final.add(n)
             if kind == "vanish":
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             elif kind == "good":
@@ -168,7 +171,7 @@ def main() -> None:
         sim.set_price("PLGR-USDT", FINAL_PRICE)
         gevent.sleep(3)
         stayed = [n for n in present if n in stats.live]
-        saw_last = sum(stats.live[n] == FINAL_PRICE for n in stayed)
+        saw_last = sum(n in stats.saw_final for n in stayed)
         gevent.joinall(greenlets, timeout=45)
         last = sample(svc.process.pid)
         evictions = svc.metric("pledge_ws_clients_evicted_total", 'reason="slow"')

@@ -16,9 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import time
-import urllib.request
 from typing import Any
 
 import gevent
@@ -26,13 +23,7 @@ import websocket
 from flask import Flask
 from flask_sock import Sock
 from gevent.queue import Queue
-
-API = os.environ.get("KUCOIN_API_URL", "http://127.0.0.1:9000").rstrip("/")
-SYMBOL = os.environ.get("SYMBOLS", "PLGR-USDT").split(",")[0].strip()
-HEARTBEAT = float(os.environ.get("HEARTBEAT_TIMEOUT", "20"))
-PINGS = {"ping", '"ping"', "'ping'"}
-PONG = json.dumps({"code": 1, "data": "pong"}, separators=(",", ":"))
-TIMEOUT_FRAME = json.dumps({"code": -1, "data": "heartbeat timeout"}, separators=(",", ":"))
+from peer_common import HEARTBEAT, PINGS, PONG, SYMBOL, TIMEOUT_FRAME, bullet
 
 log = logging.getLogger("naive")
 app = Flask(__name__)
@@ -40,16 +31,6 @@ sock = Sock(app)
 clients: set[Any] = set()
 ticks: Queue = Queue()
 latest: str | None = None
-
-
-def _bullet() -> tuple[str, float]:
-    """POST bullet-public; return the tokenised endpoint URL and ping interval (s)."""
-    req = urllib.request.Request(API + "/api/v1/bullet-public", data=b"", method="POST")
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        data = json.load(resp)["data"]
-    server = data["instanceServers"][0]
-    url = f"{server['endpoint']}?token={data['token']}&connectId=naive-{time.time_ns()}"
-    return url, server.get("pingInterval", 18000) / 1000.0
 
 
 def _pinger(conn: websocket.WebSocket, interval: float) -> None:
@@ -67,7 +48,7 @@ def feed() -> None:
     while True:
         pinger = None
         try:
-            url, interval = _bullet()
+            url, interval = bullet("naive")
             conn = websocket.create_connection(url, timeout=30)
             conn.send(json.dumps({"id": "sub1", "type": "subscribe", "topic": topic, "response": True}))
             pinger = gevent.spawn(_pinger, conn, interval)

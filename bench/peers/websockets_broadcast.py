@@ -15,34 +15,16 @@ import asyncio
 import json
 import logging
 import os
-import time
-import urllib.request
 from typing import Any
 
+from peer_common import HEARTBEAT, PINGS, PONG, SYMBOL, TIMEOUT_FRAME, bullet
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
-API = os.environ.get("KUCOIN_API_URL", "http://127.0.0.1:9000").rstrip("/")
-SYMBOL = os.environ.get("SYMBOLS", "PLGR-USDT").split(",")[0].strip()
-HEARTBEAT = float(os.environ.get("HEARTBEAT_TIMEOUT", "20"))
-PINGS = {"ping", '"ping"', "'ping'"}
-PONG = json.dumps({"code": 1, "data": "pong"}, separators=(",", ":"))
-TIMEOUT_FRAME = json.dumps({"code": -1, "data": "heartbeat timeout"}, separators=(",", ":"))
-
 log = logging.getLogger("websockets-peer")
 clients: set[ServerConnection] = set()
 latest: str | None = None
-
-
-def _bullet() -> tuple[str, float]:
-    """POST bullet-public; return the tokenised endpoint URL and ping interval (s)."""
-    req = urllib.request.Request(API + "/api/v1/bullet-public", data=b"", method="POST")
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        data = json.load(resp)["data"]
-    server = data["instanceServers"][0]
-    url = f"{server['endpoint']}?token={data['token']}&connectId=wsp-{time.time_ns()}"
-    return url, server.get("pingInterval", 18000) / 1000.0
 
 
 async def _pinger(ex: Any, interval: float) -> None:
@@ -60,7 +42,7 @@ async def feed() -> None:
     topic = f"/market/ticker:{SYMBOL}"
     while True:
         try:
-            url, interval = await asyncio.to_thread(_bullet)
+            url, interval = await asyncio.to_thread(bullet, "wsp")
             async with connect(url, ping_interval=None, compression=None) as ex:
                 await ex.send(json.dumps({"id": "sub1", "type": "subscribe", "topic": topic, "response": True}))
                 pinger = asyncio.create_task(_pinger(ex, interval))
