@@ -54,6 +54,7 @@ class Runtime:
             self.bus = BusSubscriber(client, self.on_bus_tick, self.resync, self.metrics)
             self.elector = Elector(client, self._start_feed, self._stop_feed, self._feed_status, self.metrics)
         self.clients_per_ip: dict[str, int] = {}
+        self.ws_slots = 0  # /ws connections, counted from the accepted upgrade request
         self._held: dict[str, Tick] = {}  # a suspected bad print per symbol, awaiting confirmation
         self.shutting_down = False
         self._greenlets: list[gevent.Greenlet] = []
@@ -127,6 +128,20 @@ class Runtime:
 
     def _last_tick_age(self) -> float:
         return -1.0 if self._last_tick_wall is None else time.time() - self._last_tick_wall
+
+    # -- connection accounting ------------------------------------------------------------
+
+    def take_ws_slot(self, ip: str) -> None:
+        self.ws_slots += 1
+        self.clients_per_ip[ip] = self.clients_per_ip.get(ip, 0) + 1
+
+    def release_ws_slot(self, ip: str) -> None:
+        self.ws_slots -= 1
+        left = self.clients_per_ip.get(ip, 1) - 1
+        if left > 0:
+            self.clients_per_ip[ip] = left
+        else:
+            self.clients_per_ip.pop(ip, None)
 
     # -- leadership -----------------------------------------------------------------------
 

@@ -70,7 +70,7 @@ def register_views(app: Flask, sock: Sock, runtime: Runtime) -> None:
         if runtime.shutting_down:
             metrics.connections_rejected.labels(reason="shutting_down").inc()
             return _error(503, "server shutting down, try again later")
-        if len(runtime.hub.connections) >= settings.max_connections:
+        if runtime.ws_slots >= settings.max_connections:
             metrics.connections_rejected.labels(reason="max_connections").inc()
             return _error(503, "too many connections, try again later")
         ip = client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"), settings.trusted_proxies)
@@ -88,20 +88,21 @@ def register_views(app: Flask, sock: Sock, runtime: Runtime) -> None:
         request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
         g.ws_symbols = symbols
         g.client_ip = ip
+        # Counted from here, not from the end of the handshake: concurrent upgrades from one
+        # address cannot all slip under the limits. Released in release_ws_slot below.
+        runtime.take_ws_slot(ip)
+        g.ws_slot = ip
         return None
+
+    @app.teardown_request
+    def release_ws_slot(_exc: BaseException | None) -> None:
+        ip = g.pop("ws_slot", None)
+        if ip is not None:
+            runtime.release_ws_slot(ip)
 
     @sock.route("/ws")
     def ws_endpoint(ws: object) -> None:
-        ip: str = g.client_ip
-        runtime.clients_per_ip[ip] = runtime.clients_per_ip.get(ip, 0) + 1
-        try:
-            ClientSession(ws, runtime.hub, settings, metrics, g.ws_symbols, peer=ip).run()
-        finally:
-            left = runtime.clients_per_ip.get(ip, 1) - 1
-            if left > 0:
-                runtime.clients_per_ip[ip] = left
-            else:
-                runtime.clients_per_ip.pop(ip, None)
+        ClientSession(ws, runtime.hub, settings, metrics, g.ws_symbols, peer=g.client_ip).run()
 
     @app.get("/price")
     def price() -> tuple[Response, int] | Response:

@@ -57,6 +57,11 @@ def test_connection_caps_per_ip_and_per_worker(limited):
     assert error.status_code == 503 and b"too many connections" in error.resp_body
     for client in [*a, b]:
         client.close()
+    # Slots are given back when connections end.
+    again = wait_until(
+        lambda: Client(limited.ws_url, header=["X-Forwarded-For: 203.0.113.7"]), 5, what="the slots to be released"
+    )
+    again.close()
     assert limited.metric("pledge_ws_connections_rejected_total", 'reason="max_connections"') == 1
     assert limited.metric("pledge_ws_connections_rejected_total", 'reason="max_connections_per_ip"') == 1
 
