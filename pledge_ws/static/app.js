@@ -394,7 +394,12 @@
     badge.querySelector(".label").textContent = STATE_TEXT[state] || state;
     let title = "";
     if (state === "reconnecting" && detail && detail.delay) title = `retrying in ${(detail.delay / 1000).toFixed(1)} s`;
-    if (state === "stale") title = "the server has not answered a ping; prices may be out of date";
+    if (state === "stale") {
+      title =
+        detail && detail.reason
+          ? "the server's exchange feed is interrupted; showing the last known price"
+          : "the server has not answered a ping; prices may be out of date";
+    }
     if (state === "live") title = "connected; prices arrive as they trade";
     badge.title = title;
     document.documentElement.dataset.state = state;

@@ -16,7 +16,8 @@
  *   client.unsubscribe(["PLGR-USDT"]);  // {"op":"unsubscribe"}
  *   client.close();                     // for good: no reconnect
  *
- * States: "connecting" (first attempt) -> "live" (open) <-> "stale" (a ping went unanswered)
+ * States: "connecting" (first attempt) -> "live" (open) <-> "stale" (a ping went unanswered, or the
+ *         server sent code -1 "price feed interrupted"; the next price makes it "live" again)
  * -> "reconnecting" (closed, waiting out the backoff, then re-opening) -> "live" ...; "closed" after
  * close(). onState's detail is {previous, delay, attempt, why}: "reconnecting" is reported once
  * when the wait starts (with delay in ms and why) and again when the new socket is being opened.
@@ -45,12 +46,13 @@
   const STATES = Object.freeze({
     CONNECTING: "connecting", // first attempt, not open yet
     LIVE: "live", // open, and the server answers
-    STALE: "stale", // open, but a ping went unanswered: prices may be out of date
+    STALE: "stale", // open, but a ping went unanswered or the server said "price feed interrupted"
     RECONNECTING: "reconnecting", // closed unexpectedly; waiting out the backoff or re-opening
     CLOSED: "closed", // close() was called
   });
 
   const CLOSE_DEAD = 4000; // our own close code when the server stopped answering
+  const FEED_INTERRUPTED = "price feed interrupted"; // code -1: the server's prices are not current
 
   /** Compare two sequence strings (decimal digits, arbitrarily long) without losing precision. */
   function compareSeq(a, b) {
@@ -100,6 +102,7 @@
       this._ws = null;
       this._attempt = 0; // reconnect attempts since the last connection that delivered a frame
       this._opened = 0; // connections that reached "open"
+      this._feedStale = false; // the server announced "price feed interrupted"
       this._closedByUser = false;
       this._lastSeq = new Map(); // symbol -> last delivered seq
       this._lastFrameAt = 0;
@@ -180,6 +183,7 @@
       const reconnect = this._opened > 0;
       this._opened += 1;
       this._lastFrameAt = Date.now();
+      this._feedStale = false;
       this._setState(STATES.LIVE);
       this._ping(); // at once: the pong proves the server serves, and resets the backoff
       this._timers.ping = setInterval(() => this._ping(), this.pingInterval);
@@ -194,7 +198,8 @@
       clearTimeout(this._timers.pong);
       clearTimeout(this._timers.dead);
       this._timers.pong = this._timers.dead = 0;
-      if (this.state === STATES.STALE) this._setState(STATES.LIVE);
+      // A pong ends a ping-timeout stale, not a server-announced feed outage (see below).
+      if (this.state === STATES.STALE && !this._feedStale) this._setState(STATES.LIVE);
       // Timers of background tabs may be throttled to once a minute; frames are not.
       if (now - this._lastPingAt >= this.pingInterval) this._ping();
 
@@ -206,7 +211,11 @@
       }
       if (!msg || typeof msg !== "object") return;
       if (msg.code === 0) this._handlePrice(msg);
-      else if (msg.code === -1) this.onError(String(msg.data));
+      else if (msg.code === -1 && msg.data === FEED_INTERRUPTED) {
+        // The server says its prices are not current: stale until the next price arrives.
+        this._feedStale = true;
+        this._setState(STATES.STALE, { reason: FEED_INTERRUPTED });
+      } else if (msg.code === -1) this.onError(String(msg.data));
       // code 1 ("pong") needs nothing more: any frame counts as a sign of life.
     }
 
@@ -217,6 +226,10 @@
       const last = this._lastSeq.get(symbol);
       if (last !== undefined && compareSeq(seq, last) <= 0) return; // repeated snapshot
       this._lastSeq.set(symbol, String(seq));
+      if (this._feedStale) {
+        this._feedStale = false;
+        this._setState(STATES.LIVE);
+      }
       this.onPrice({ symbol, price, seq: String(seq), ts: Number(ts) });
     }
 

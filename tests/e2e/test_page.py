@@ -264,3 +264,20 @@ def test_symbol_picker_switches_with_the_subscribe_op(stack, open_page):
     expect(price).to_have_text("67019.90", timeout=2_000)
     expect_points(page, len(stack.history(OTHER)))
     assert "#BTC-USDT" in page.url
+
+
+def test_page_shows_stale_while_the_exchange_is_silent(stack, open_page):
+    stack.push(PRIMARY, "0.002900")
+    page, _ = open_page()
+    badge = page.get_by_test_id("state")
+    expect(page.get_by_test_id("price")).to_have_text("0.002900")
+    expect(badge).to_have_attribute("data-state", "live")
+    stack.sim.control("silent", seconds=4)
+    # The service detects the silent exchange and says "price feed interrupted": the page goes
+    # stale (keeping the last price), although its own pings are still answered.
+    expect(badge).to_have_attribute("data-state", "stale", timeout=10_000)
+    expect(page.get_by_test_id("price")).to_have_text("0.002900")
+    stack.service.wait_ready(timeout=30)
+    stack.sim.set_price(PRIMARY, "0.002901")
+    expect(badge).to_have_attribute("data-state", "live", timeout=10_000)
+    expect(page.get_by_test_id("price")).to_have_text("0.002901")
