@@ -5,9 +5,12 @@ line naming the variable. Each worker starts its feed and broadcaster after the 
 on SIGTERM closes every client with 1001 before it exits.
 """
 
+import glob
 import os
+import shutil
 import signal
 import sys
+import tempfile
 
 import gevent
 
@@ -37,6 +40,30 @@ loglevel = _settings.log_level.lower()
 proc_name = "pledge-ws"
 # One fixed control-socket path would clash between instances on a host; it is not used.
 control_socket_disable = True
+
+# Several workers: each writes its metrics to files in one directory and /metrics aggregates
+# them (prometheus_client's multiprocess mode), whichever worker answers the scrape. The
+# variable must be set before any worker imports prometheus_client, i.e. here in the master.
+_own_metrics_dir = None
+if workers > 1:
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        _own_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pledge-ws-metrics-")
+    os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
+    for _stale in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
+        os.remove(_stale)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(_own_metrics_dir, ignore_errors=True)
+
+
+def child_exit(server, worker):
+    """A dead worker's live gauges (connections, leader) must stop counting."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)
 
 
 def post_worker_init(worker):

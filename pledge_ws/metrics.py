@@ -1,15 +1,24 @@
-"""Prometheus metrics, one registry per app so tests can build several apps in a process."""
+"""Prometheus metrics, one registry per app so tests can build several apps in a process.
+
+With several gunicorn workers, ``gunicorn.conf.py`` sets ``PROMETHEUS_MULTIPROC_DIR`` and
+every worker's values go to files there; ``/metrics`` then aggregates all live workers (gauges
+by the mode given below), whichever worker answers the scrape.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest, multiprocess
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.connections = Gauge("pledge_ws_connections", "Open /ws connections in this worker", registry=r)
+        self.connections = Gauge(
+            "pledge_ws_connections", "Open /ws connections", registry=r, multiprocess_mode="livesum"
+        )
         self.connections_rejected = Counter(
             "pledge_ws_connections_rejected_total", "/ws upgrades refused", ["reason"], registry=r
         )
@@ -34,14 +43,30 @@ class Metrics:
             "pledge_ws_upstream_reconnects_total", "Exchange connection attempts after the first", registry=r
         )
         self.upstream_connected = Gauge(
-            "pledge_ws_upstream_connected", "1 while this process holds a subscribed exchange connection", registry=r
+            "pledge_ws_upstream_connected",
+            "1 while a process holds a subscribed exchange connection",
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.last_tick_age = Gauge(
-            "pledge_ws_last_tick_age_seconds", "Seconds since the last accepted tick (any symbol)", registry=r
+            "pledge_ws_last_tick_age_seconds",
+            "Seconds since the last accepted tick (any symbol); -1 before the first",
+            registry=r,
+            multiprocess_mode="livemostrecent",
         )
         self.redis_errors = Counter("pledge_ws_redis_errors_total", "Failed Redis operations", ["op"], registry=r)
-        self.redis_up = Gauge("pledge_ws_redis_up", "1 while Redis answers", registry=r)
-        self.leader = Gauge("pledge_ws_leader", "1 while this process is the feed leader", registry=r)
+        self.redis_up = Gauge("pledge_ws_redis_up", "1 while Redis answers", registry=r, multiprocess_mode="livemin")
+        self.leader = Gauge(
+            "pledge_ws_leader", "1 while a process here is the feed leader", registry=r, multiprocess_mode="livemax"
+        )
         self.bus_connected = Gauge(
             "pledge_ws_bus_connected", "1 while subscribed to the Redis tick channel", registry=r
         )
+
+    def exposition(self) -> bytes:
+        """The text format for ``/metrics``: all live workers' values in multiprocess mode."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)

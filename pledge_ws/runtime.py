@@ -60,7 +60,6 @@ class Runtime:
         self._greenlets: list[gevent.Greenlet] = []
         self._feed_greenlet: gevent.Greenlet | None = None
         self._last_tick_wall: float | None = None
-        self.metrics.last_tick_age.set_function(self._last_tick_age)
 
     # -- the tick path --------------------------------------------------------------------
 
@@ -126,7 +125,7 @@ class Runtime:
         )
         return True
 
-    def _last_tick_age(self) -> float:
+    def last_tick_age(self) -> float:
         return -1.0 if self._last_tick_wall is None else time.time() - self._last_tick_wall
 
     # -- connection accounting ------------------------------------------------------------

@@ -8,7 +8,7 @@ import time
 
 from flask import Flask, Response, g, jsonify, request, send_from_directory
 from flask_sock import Sock
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from pledge_ws.protocol import Invalid, normalize_symbols
 from pledge_ws.runtime import Runtime
@@ -170,7 +170,8 @@ def register_views(app: Flask, sock: Sock, runtime: Runtime) -> None:
 
     @app.get("/metrics")
     def metrics_view() -> Response:
-        return Response(generate_latest(metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+        metrics.last_tick_age.set(runtime.last_tick_age())
+        return Response(metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)
 
     @app.get("/")
     def index() -> Response:

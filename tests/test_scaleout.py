@@ -68,6 +68,13 @@ def test_one_exchange_connection_and_same_prices_in_order_on_all_workers(cluster
         assert seqs == sorted(set(seqs))
     assert sim.state()["connections"] == 1
     assert sim.state()["connections_total"] == 1
+    # /metrics aggregates both workers of an instance, whichever worker answers.
+    for svc in services:
+        for _ in range(4):
+            assert svc.metric("pledge_ws_connections") == 12
+        received = sum(svc.metric("pledge_ws_ticks_received_total", f'source="{src}"') for src in ("bus", "exchange"))
+        assert received >= 2 * 5  # both workers counted every tick (the leader's from the exchange)
+    assert sum(svc.metric("pledge_ws_leader") for svc in services) == 1
 
 
 def test_kill_leader_worker_fails_over_within_bound(cluster, redis):
