@@ -14,6 +14,8 @@ from dataclasses import dataclass
 PRICE_RE = re.compile(r"^(?:0|[1-9][0-9]{0,19})(?:\.[0-9]{1,20})?$")
 SEQUENCE_RE = re.compile(r"^[0-9]{1,30}$")
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,20}-[A-Z0-9]{1,20}$")
+SOURCES = ("ws", "rest")  # where the feed holder got a tick: the exchange WebSocket or REST
+MAX_TERM = 2**63 - 1  # leadership terms come from a Redis INCR (a signed 64-bit integer)
 
 
 class RejectedInput(ValueError):
@@ -30,10 +32,15 @@ class TickError(RejectedInput):
 
 @dataclass(frozen=True, slots=True)
 class Tick:
+    """One price. ``source`` says how the feed holder got it; ``term`` is the leadership term
+    of the process that published it (0: no election, a standalone worker)."""
+
     symbol: str
     price: str
     sequence: str
     ts: int
+    source: str = "ws"
+    term: int = 0
 
     @property
     def order(self) -> int:
@@ -42,7 +49,14 @@ class Tick:
     def to_json(self) -> str:
         """The compact form kept in Redis and sent between workers."""
         return json.dumps(
-            {"symbol": self.symbol, "price": self.price, "seq": self.sequence, "ts": self.ts},
+            {
+                "symbol": self.symbol,
+                "price": self.price,
+                "seq": self.sequence,
+                "ts": self.ts,
+                "source": self.source,
+                "term": self.term,
+            },
             separators=(",", ":"),
         )
 
@@ -54,14 +68,23 @@ class Tick:
             raise TickError("bad_json") from None
         if not isinstance(raw, dict):
             raise TickError("bad_shape")
-        return make_tick(raw.get("symbol"), raw.get("price"), raw.get("seq"), raw.get("ts"))
+        return make_tick(
+            raw.get("symbol"),
+            raw.get("price"),
+            raw.get("seq"),
+            raw.get("ts"),
+            source=raw.get("source", "ws"),
+            term=raw.get("term", 0),
+        )
 
 
 def _is_positive_decimal(price: object) -> bool:
     return isinstance(price, str) and PRICE_RE.match(price) is not None and price.strip("0.") != ""
 
 
-def make_tick(symbol: object, price: object, sequence: object, ts: object) -> Tick:
+def make_tick(
+    symbol: object, price: object, sequence: object, ts: object, source: object = "ws", term: object = 0
+) -> Tick:
     """Validate raw fields into a :class:`Tick`, or raise :class:`TickError`."""
     if not isinstance(symbol, str) or not SYMBOL_RE.match(symbol):
         raise TickError("bad_symbol", repr(symbol)[:40])
@@ -71,7 +94,11 @@ def make_tick(symbol: object, price: object, sequence: object, ts: object) -> Ti
         raise TickError("bad_sequence", repr(sequence)[:40])
     if isinstance(ts, bool) or not isinstance(ts, int) or not 0 < ts < 10**14:
         raise TickError("bad_time", repr(ts)[:40])
-    return Tick(symbol, price, sequence, ts)  # type: ignore[arg-type]
+    if source not in SOURCES:
+        raise TickError("bad_source", repr(source)[:40])
+    if isinstance(term, bool) or not isinstance(term, int) or not 0 <= term <= MAX_TERM:
+        raise TickError("bad_term", repr(term)[:40])
+    return Tick(symbol, price, sequence, ts, source, term)  # type: ignore[arg-type]
 
 
 def relative_jump(previous: str, current: str) -> float:

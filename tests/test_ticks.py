@@ -40,3 +40,16 @@ def test_make_tick_rejects_huge_time():
 def test_relative_jump():
     assert relative_jump("100", "150") == pytest.approx(0.5)
     assert relative_jump("0.002700", "0.002700") == 0
+
+
+def test_source_and_term_round_trip_and_default_for_old_records():
+    tick = Tick("PLGR-USDT", "0.002700", "12", 1704873323416, source="rest", term=7)
+    assert Tick.from_json(tick.to_json()) == tick
+    old = '{"symbol":"PLGR-USDT","price":"0.002700","seq":"12","ts":1704873323416}'
+    assert Tick.from_json(old) == Tick("PLGR-USDT", "0.002700", "12", 1704873323416, "ws", 0)
+
+
+@pytest.mark.parametrize(("source", "term"), [("udp", 0), ("ws", -1), ("ws", True), ("ws", "3"), ("ws", 2**63)])
+def test_make_tick_rejects_bad_source_or_term(source, term):
+    with pytest.raises(TickError):
+        make_tick("A-B", "1", "1", 1, source=source, term=term)
