@@ -9,7 +9,14 @@
  * Usage:  loadgen --url ws://127.0.0.1:PORT/ws --clients N [--ramp-per-sec R]
  *                 [--warmup S] [--duration S] [--stalled-fraction F]
  *                 [--ping-interval S] [--drain S] [--connect-timeout S]
- *                 [--max-pending K] [--ramp-grace S] [--origin O] [--stalled-pings] [--json]
+ *                 [--max-pending K] [--ramp-grace S] [--origin O] [--stalled-pings]
+ *                 [--busy-poll] [--json]
+ *
+ * Client model: by default the loop sleeps in epoll_wait, so on loopback every
+ * frame the server sends also pays for waking this process (the wake-up is
+ * charged to the sender's CPU). --busy-poll never sleeps (epoll_wait timeout 0),
+ * which models remote clients whose receive work is not on the server's CPU.
+ * The JSON result names the model used ("client_model").
  *
  * Timeline (all phases bounded):
  *   ramp    open N connections at R/s with at most --max-pending (200)
@@ -310,7 +317,7 @@ static struct sockaddr_in dst;
 static char host_hdr[300], path[1024], origin[512];
 
 /* options */
-static int opt_clients = 100, opt_json = 0, opt_stalled_pings = 0, opt_max_pending = 200;
+static int opt_clients = 100, opt_json = 0, opt_stalled_pings = 0, opt_max_pending = 200, opt_busy_poll = 0;
 static double opt_ramp = 1000, opt_warmup = 5, opt_duration = 15, opt_stalled = 0,
               opt_ping = 5, opt_drain = 2, opt_connect_timeout = 10, opt_ramp_grace = 30;
 
@@ -714,7 +721,7 @@ static void usage(void) {
             "usage: loadgen --url ws://127.0.0.1:PORT/ws --clients N [--ramp-per-sec R] "
             "[--warmup S] [--duration S] [--stalled-fraction F] [--ping-interval S] "
             "[--drain S] [--connect-timeout S] [--max-pending K] [--ramp-grace S] [--origin O] "
-            "[--stalled-pings] [--json]\n");
+            "[--stalled-pings] [--busy-poll] [--json]\n");
     exit(2);
 }
 
@@ -754,6 +761,7 @@ int main(int argc, char **argv) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--json")) { opt_json = 1; continue; }
         if (!strcmp(a, "--stalled-pings")) { opt_stalled_pings = 1; continue; }
+        if (!strcmp(a, "--busy-poll")) { opt_busy_poll = 1; continue; }
         if (!v) usage();
         if (!strcmp(a, "--url")) url = v;
         else if (!strcmp(a, "--clients")) opt_clients = atoi(v);
@@ -894,6 +902,7 @@ int main(int argc, char **argv) {
         }
         int timeout = 50;
         if (started < nconns) timeout = 5;
+        if (opt_busy_poll) timeout = 0;
         int n = epoll_wait(epfd, evs, 4096, timeout);
         if (n < 0 && errno != EINTR) die("epoll_wait: %s", strerror(errno));
         for (int k = 0; k < n; k++) {
@@ -1005,6 +1014,7 @@ int main(int argc, char **argv) {
     NUM("loadgen_cpu_seconds_window", t_win_start ? cpu_win_end - cpu_win_start : NAN);
     NUM("loadgen_cpu_fraction", t_win_start && win_s > 0 ? (cpu_win_end - cpu_win_start) / win_s : NAN);
     NUM("elapsed_seconds", (t_end - t_begin) / 1000.0);
+    fprintf(f, "\"client_model\":\"%s\",%s", opt_busy_poll ? "busy-poll" : "epoll-sleep", sep);
     fprintf(f, "\"truncated\":%s,%s", truncated ? "true" : "false", sep);
     fprintf(f, "\"first_error\":\"");
     for (const char *p = first_error; *p; p++) {

@@ -279,9 +279,15 @@ def run_loadgen(
     argv = [str(LOADGEN), "--url", f"ws://127.0.0.1:{port}/ws", "--clients", str(clients)]
     argv += ["--ramp-per-sec", str(args.ramp_per_sec), "--warmup", str(args.warmup), "--duration", str(duration)]
     argv += ["--stalled-fraction", str(stalled), "--ping-interval", str(args.ping_interval), "--json"]
+    argv += ["--max-pending", str(args.max_pending)]
     if stalled and args.stalled_pings:
         argv.append("--stalled-pings")
-    samples: dict[str, dict[str, Any]] = {"before": sample(server_pid)}
+    if args.busy_poll:
+        argv.append("--busy-poll")
+    idle = sample(server_pid)
+    time.sleep(1.0)  # the server's idle CPU rate (ticking to one client) is subtracted from the ramp's
+    samples: dict[str, dict[str, Any]] = {"idle": idle, "before": sample(server_pid)}
+    profiler = start_profiler(server_pid, tag) if args.profile else None
     proc = subprocess.Popen(pinned(1, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     _children.append(proc)
     events: list[str] = []
@@ -295,6 +301,9 @@ def run_loadgen(
                 name = line.split()[1]
                 if name in ("connected", "window_start", "window_end"):
                     samples[name] = sample(server_pid)
+                    if name == "connected" and profiler is not None:
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(profiler.pid, signal.SIGINT)  # py-spy writes its profile on SIGINT
                     if name == "connected":
                         print(f"    {line[6:]}", flush=True)
 
@@ -315,6 +324,8 @@ def run_loadgen(
         stop(proc, grace=2)
     for t in readers:
         t.join(timeout=5)
+    if profiler is not None:
+        stop(profiler, grace=15)
     out = b"".join(chunks)
     samples["end"] = sample(server_pid)
     (LOGS / f"{tag}-loadgen.log").write_text("\n".join(events) + "\n")
@@ -325,9 +336,41 @@ def run_loadgen(
     return result, samples
 
 
+def start_profiler(server_pid: int, tag: str) -> subprocess.Popen[bytes] | None:
+    """py-spy on the (first) worker for the ramp only: where an upgrade's CPU goes."""
+    pyspy = Path(PY).with_name("py-spy")
+    workers = [p for p in process_tree(server_pid) if p != server_pid] or [server_pid]
+    if not pyspy.exists():
+        print("warning: --profile needs py-spy (pip install py-spy==0.4.1)", file=sys.stderr)
+        return None
+    out = LOGS / f"{tag}-ramp.pyspy.txt"
+    argv = [str(pyspy), "record", "--pid", str(workers[0]), "--format", "raw", "--rate", "250", "--nonblocking", "-o", str(out)]
+    return spawn(pinned(1, argv), f"{tag}-pyspy.log")
+
+
+def netavark_tables() -> list[str]:
+    """podman's NETAVARK nft tables: with them loopback traffic is conntracked (benchmarks ~2x slower)."""
+    nft = shutil.which("nft")
+    if not nft:
+        return []
+    try:
+        out = subprocess.run([nft, "list", "tables"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return [line.strip() for line in out.splitlines() if "netavark" in line.lower()]
+
+
 def derive(lg: dict[str, Any], s: dict[str, dict[str, Any]], clients: int) -> dict[str, Any]:
     """Numbers for the table: server CPU % over the window, kB per connection, tick coverage."""
-    d: dict[str, Any] = {}
+    d: dict[str, Any] = {"client_model": lg.get("client_model", "epoll-sleep")}
+    if "connected" in s and "idle" in s and lg.get("clients_connected"):
+        # CPU the server spent during the ramp beyond its idle rate, per connection: the upgrade
+        # plus the growing fan-out of the ticks that arrived meanwhile (ramp_fanout_share says how much).
+        idle_rate = (s["before"]["cpu_s"] - s["idle"]["cpu_s"]) / max(1e-3, s["before"]["t"] - s["idle"]["t"])
+        ramp_wall = s["connected"]["t"] - s["before"]["t"]
+        ramp_cpu = s["connected"]["cpu_s"] - s["before"]["cpu_s"] - idle_rate * ramp_wall
+        d["ramp_cpu_us_per_conn"] = 1e6 * ramp_cpu / lg["clients_connected"]
+        d["ramp_server_cpu_pct"] = 100 * (s["connected"]["cpu_s"] - s["before"]["cpu_s"]) / ramp_wall
     if "window_start" in s and "window_end" in s:
         wall = s["window_end"]["t"] - s["window_start"]["t"]
         d["server_cpu_pct"] = 100 * (s["window_end"]["cpu_s"] - s["window_start"]["cpu_s"]) / wall if wall else None
@@ -393,13 +436,14 @@ def table(runs: list[dict[str, Any]]) -> str:
     """Markdown table, one row per run."""
     head = (
         "| server | clients | ramp s | stalled | delivered | ticks seen/expected | p50 ms | p99 ms | max ms "
-        "| server CPU % | CPU0 softirq % | KB/conn | loadgen CPU % | evictions | CPU0 other % |"
+        "| server CPU % | CPU0 softirq % | KB/conn | loadgen CPU % | evictions | CPU0 other % "
+        "| ramp µs/conn | client |"
     )
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in runs:
         if "error" in r:
             rows.append(
-                f"| {r['server']} | {r['clients']} | {r['stalled_fraction']:g} | error: {r['error'][:60]} |" + " |" * 11
+                f"| {r['server']} | {r['clients']} | {r['stalled_fraction']:g} | error: {r['error'][:60]} |" + " |" * 13
             )
             continue
         lg, d = r["loadgen"], r["derived"]
@@ -412,7 +456,8 @@ def table(runs: list[dict[str, Any]]) -> str:
             f"{fmt(lg['latency_max_ms'], '.1f')} | "
             f"{fmt(d.get('server_cpu_pct'))} | {fmt(d.get('cpu0_softirq_pct'))} | {fmt(d.get('kb_per_conn'))} | "
             f"{fmt(d.get('loadgen_cpu_pct'))}{' (saturated!)' if d.get('loadgen_saturated') else ''} | "
-            f"{ev} | {fmt(d.get('cpu0_other_pct'))} |"
+            f"{ev} | {fmt(d.get('cpu0_other_pct'))} | {fmt(d.get('ramp_cpu_us_per_conn'), '.0f')} | "
+            f"{d.get('client_model')} |"
         )
     return "\n".join(rows)
 
@@ -509,6 +554,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--duration", type=float, default=None, help="window seconds (default 15, --quick 10)")
     ap.add_argument("--ramp-per-sec", type=float, default=1000.0)
     ap.add_argument("--ping-interval", type=float, default=5.0)
+    ap.add_argument("--max-pending", type=int, default=200, help="handshakes in flight (loadgen)")
+    ap.add_argument(
+        "--busy-poll", action="store_true", help="loadgen never sleeps in epoll (models remote clients; see README)"
+    )
+    ap.add_argument("--profile", action="store_true", help="py-spy the worker during the ramp (bench/.build/logs)")
+    ap.add_argument("--allow-netavark", action="store_true", help="run even while podman's nft tables exist")
     ap.add_argument("--out", type=Path, default=BENCH / "results" / "latest.json")
     a = ap.parse_args(argv)
     a.clients = [int(x) for x in (a.clients or ("1000" if a.quick else "1000,5000,10000")).split(",") if x]
@@ -526,6 +577,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the matrix, print tables, write JSON; always clean up children."""
     args = parse_args(argv)
+    tables = netavark_tables()
+    if tables:
+        print(
+            "\n*** podman's NETAVARK nft tables exist: loopback traffic is conntracked and every figure\n"
+            f"*** is about 2x slower than without them: {', '.join(tables)}\n",
+            file=sys.stderr,
+        )
+        if not args.allow_netavark:
+            print("refusing to run; remove them or pass --allow-netavark", file=sys.stderr)
+            return 2
     fd_limit = raise_fd_limit()
     if max([*args.clients, args.stalled_clients]) + 64 > fd_limit:
         print(f"warning: fd limit {fd_limit} is low for {max(args.clients)} clients", file=sys.stderr)

@@ -6,12 +6,11 @@ import os
 from collections.abc import Mapping
 
 from flask import Flask
-from flask_sock import Sock
 
 from pledge_ws.config import Settings, load_settings
 from pledge_ws.logs import configure_logging
 from pledge_ws.runtime import Runtime
-from pledge_ws.session import NoEvent, NoReaderThread
+from pledge_ws.upgrade import UpgradeSock
 from pledge_ws.views import register_views
 
 EXTENSION = "pledge_ws"
@@ -21,10 +20,9 @@ def create_app(settings: Settings | None = None, env: Mapping[str, str] | None =
     settings = settings or load_settings(os.environ if env is None else env)
     configure_logging(settings)
     app = Flask(__name__, static_folder="static", static_url_path="/static")
-    app.config["SOCK_SERVER_OPTIONS"] = {"thread_class": NoReaderThread, "event_class": NoEvent}
     runtime = Runtime(settings)
     app.extensions[EXTENSION] = runtime
-    sock = Sock(app)
+    sock = UpgradeSock(app)  # the upgrade seam: pledge_ws/upgrade.py
     register_views(app, sock, runtime)
     return app
 

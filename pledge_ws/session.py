@@ -41,6 +41,21 @@ class NoReaderThread:
         pass
 
 
+def _parser_idle(wsconn: object) -> bool:
+    """wsproto holds no partial frame or message, so the next bytes start a frame (wsproto
+    1.3.2, pinned: its frame and message decoders; if those ever move, the fast path turns off)."""
+    proto = getattr(wsconn, "_proto", None)
+    frames = getattr(proto, "_frame_decoder", None)
+    messages = getattr(proto, "_message_decoder", None)
+    buffer = getattr(frames, "buffer", None)
+    return (
+        buffer is not None
+        and len(buffer) == 0
+        and getattr(frames, "header", 0) is None
+        and getattr(messages, "opcode", 0) is None
+    )
+
+
 class NoEvent:
     """simple-websocket's receive() event; unused because the session reads itself."""
 
@@ -88,6 +103,9 @@ class ClientSession:
                     break
                 if not data:
                     break
+                if not self._message and protocol.is_ping_frame(data) and _parser_idle(wsconn):
+                    self._fast_ping(clock, bucket)  # same answer as the general path, ~10x cheaper
+                    continue
                 try:
                     wsconn.receive_data(data)
                     for event in wsconn.events():
@@ -99,6 +117,13 @@ class ClientSession:
                     break
         finally:
             self._finish()
+
+    def _fast_ping(self, clock: HeartbeatClock, bucket: TokenBucket) -> None:
+        if not bucket.take(self.now()):
+            self.metrics.client_messages.labels(kind="rate_limited").inc()
+            self._close(protocol.CLOSE_POLICY, "message rate limit exceeded")
+            return
+        self._on_text("ping", clock)
 
     def _handle(self, event: object, clock: HeartbeatClock, bucket: TokenBucket) -> None:
         conn = self.conn
