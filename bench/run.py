@@ -279,7 +279,7 @@ def run_loadgen(
     argv = [str(LOADGEN), "--url", f"ws://127.0.0.1:{port}/ws", "--clients", str(clients)]
     argv += ["--ramp-per-sec", str(args.ramp_per_sec), "--warmup", str(args.warmup), "--duration", str(duration)]
     argv += ["--stalled-fraction", str(stalled), "--ping-interval", str(args.ping_interval), "--json"]
-    argv += ["--max-pending", str(args.max_pending)]
+    argv += ["--max-pending", str(args.max_pending), "--ramp-grace", str(args.ramp_grace)]
     if stalled and args.stalled_pings:
         argv.append("--stalled-pings")
     if args.busy_poll:
@@ -317,7 +317,9 @@ def run_loadgen(
     readers = [threading.Thread(target=read_events, daemon=True), threading.Thread(target=read_result, daemon=True)]
     for t in readers:
         t.start()
-    hard = clients / args.ramp_per_sec + 30 + 10 + args.warmup + duration + 10  # + ramp-grace, connect-timeout
+    hard = (
+        clients / args.ramp_per_sec + args.ramp_grace + 10 + args.warmup + duration + 10
+    )  # + ramp-grace, connect-timeout
     try:
         proc.wait(timeout=hard + 15)
     finally:
@@ -344,7 +346,19 @@ def start_profiler(server_pid: int, tag: str) -> subprocess.Popen[bytes] | None:
         print("warning: --profile needs py-spy (pip install py-spy==0.4.1)", file=sys.stderr)
         return None
     out = LOGS / f"{tag}-ramp.pyspy.txt"
-    argv = [str(pyspy), "record", "--pid", str(workers[0]), "--format", "raw", "--rate", "250", "--nonblocking", "-o", str(out)]
+    argv = [
+        str(pyspy),
+        "record",
+        "--pid",
+        str(workers[0]),
+        "--format",
+        "raw",
+        "--rate",
+        "250",
+        "--nonblocking",
+        "-o",
+        str(out),
+    ]
     return spawn(pinned(1, argv), f"{tag}-pyspy.log")
 
 
@@ -555,6 +569,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--ramp-per-sec", type=float, default=1000.0)
     ap.add_argument("--ping-interval", type=float, default=5.0)
     ap.add_argument("--max-pending", type=int, default=200, help="handshakes in flight (loadgen)")
+    ap.add_argument("--ramp-grace", type=float, default=30.0, help="seconds past N/R before unstarted clients fail")
     ap.add_argument(
         "--busy-poll", action="store_true", help="loadgen never sleeps in epoll (models remote clients; see README)"
     )
