@@ -40,7 +40,7 @@ BUILD = BENCH / ".build"
 LOGS = BUILD / "logs"
 LOADGEN = BUILD / "loadgen"
 PY = sys.executable
-SERVERS = ("pledge-ws", "naive-flask-sock", "websockets", "pledge-ws-2w")
+SERVERS = ("pledge-ws", "naive-flask-sock", "websockets", "pledge-ws-2w", "gorilla")
 DEFAULT_SERVERS = SERVERS[:3]  # pledge-ws-2w (two workers + Redis, both cores) on request
 TICK_RATE = 10.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -194,6 +194,23 @@ def build_loadgen() -> None:
     subprocess.run(["gcc", "-O2", "-o", str(LOADGEN), str(src)], check=True, timeout=120)
 
 
+GORILLA = BUILD / "gorilla-peer"
+
+
+def build_gorilla() -> None:
+    """Build the Go peer from bench/peers/gorilla with Debian's packaged gorilla/websocket (no network)."""
+    src = BENCH / "peers" / "gorilla" / "main.go"
+    if GORILLA.exists() and GORILLA.stat().st_mtime >= src.stat().st_mtime:
+        return
+    if not shutil.which("go") or not Path("/usr/share/gocode/src/github.com/gorilla/websocket").is_dir():
+        raise FileNotFoundError("the gorilla peer needs golang-go and golang-github-gorilla-websocket-dev (apt)")
+    env = {**os.environ, "GOPATH": "/usr/share/gocode", "GO111MODULE": "off", "GOFLAGS": ""}
+    env.setdefault("GOCACHE", str(BUILD / "gocache"))
+    subprocess.run(
+        ["go", "build", "-o", str(GORILLA), "./bench/peers/gorilla"], cwd=ROOT, env=env, check=True, timeout=300
+    )
+
+
 def start_simulator(tag: str) -> tuple[subprocess.Popen[bytes], int]:
     """A fresh exchange per run at TICK_RATE, pinned beside the load generator (CPU 1)."""
     port = free_port()
@@ -228,6 +245,9 @@ class Server:
             argv = [gunicorn, "-k", "gevent", "-w", "1", "--worker-connections", "20000", "--backlog", "2048"]
             argv += ["-b", f"127.0.0.1:{self.port}", "--chdir", str(BENCH / "peers"), "naive_flask_sock:app"]
             cwd = BENCH / "peers"
+        elif self.name == "gorilla":
+            build_gorilla()
+            argv, cwd = [str(GORILLA)], ROOT
         elif self.name == "websockets":
             argv, cwd = [PY, str(BENCH / "peers" / "websockets_broadcast.py"), "--port", str(self.port)], ROOT
         elif self.name == "pledge-ws-2w":

@@ -25,6 +25,11 @@ CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN = 1013
 
+# The 1001 close on shutdown carries a reconnect hint in its reason: clients spread their
+# reconnects uniformly over this window instead of all landing on the other workers at once.
+RECONNECT_WINDOW_MS = 5000
+SHUTDOWN_REASON = f"server shutting down; reconnect_window_ms={RECONNECT_WINDOW_MS}"
+
 
 @dataclass(frozen=True, slots=True)
 class Ping:

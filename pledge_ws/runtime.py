@@ -25,7 +25,7 @@ from pledge_ws.feed import ExchangeFeed
 from pledge_ws.hub import Hub
 from pledge_ws.leader import Elector
 from pledge_ws.metrics import Metrics
-from pledge_ws.protocol import CLOSE_GOING_AWAY, close_frame, error_payload, text_frame
+from pledge_ws.protocol import CLOSE_GOING_AWAY, SHUTDOWN_REASON, close_frame, error_payload, text_frame
 from pledge_ws.store import PriceBook, RedisWriter, connect_redis
 from pledge_ws.ticks import SequenceGuard, Tick, relative_jump
 
@@ -256,7 +256,7 @@ class Runtime:
         if self.shutting_down:
             return
         self.shutting_down = True
-        count = self.hub.close_all(close_frame(CLOSE_GOING_AWAY, "server shutting down"), "server shutting down")
+        count = self.hub.close_all(close_frame(CLOSE_GOING_AWAY, SHUTDOWN_REASON), "server shutting down")
         log.info("shutting down: closing %d clients", count, extra={"event": "shutdown", "clients": count})
         if self.elector is not None:
             self.elector.stop()

@@ -124,3 +124,16 @@ def _first_non_price(client: Client) -> dict:
         if message["code"] != 0:
             return message
     raise AssertionError("only prices")
+
+
+def test_sigterm_close_carries_the_reconnect_hint(service_factory, simulator):
+    svc = service_factory(KUCOIN_API_URL=simulator.url)
+    client = Client(svc.ws_url)
+    svc.stop()
+    client.ws.settimeout(10)
+    while True:
+        opcode, frame = client.ws.recv_data_frame()
+        if opcode == websocket.ABNF.OPCODE_CLOSE:
+            break
+    assert int.from_bytes(frame.data[:2], "big") == 1001
+    assert frame.data[2:].decode() == "server shutting down; reconnect_window_ms=5000"

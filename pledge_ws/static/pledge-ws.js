@@ -238,6 +238,15 @@
       this._ws = null;
       this._clearTimers();
       if (this._closedByUser) return;
+      // A server going away (1001) names a window to spread reconnects over, so a restart
+      // does not land on the remaining workers as one burst: wait a uniform share of it.
+      const hint = code === 1001 && /reconnect_window_ms=(\d+)/.exec(reason || "");
+      if (hint) {
+        const delay = Math.round(Math.random() * Math.min(Number(hint[1]), this.backoffCap));
+        this._setState(STATES.RECONNECTING, { delay, attempt: this._attempt, why: `closed ${code}: ${reason}` });
+        this._timers.retry = setTimeout(() => this._reconnectNow(), delay);
+        return;
+      }
       this._scheduleReconnect(`closed ${code}${reason ? ": " + reason : ""}`);
     }
 
