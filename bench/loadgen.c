@@ -242,6 +242,32 @@ static void h_record(double ms) {
     hist_n++;
 }
 
+/* Receipts during the ramp (clients already connected while others still connect): their own
+ * histogram, so the storm's effect on connected clients is reported apart from the window. */
+static uint64_t ramp_hist[H_SIZE], ramp_n;
+static double ramp_max_ms;
+
+static void h_record_ramp(double ms) {
+    if (ms < 0) ms = 0;
+    if (ms > ramp_max_ms) ramp_max_ms = ms;
+    ramp_hist[h_index((uint64_t)(ms * 1000.0 + 0.5))]++;
+    ramp_n++;
+}
+
+static double ramp_quantile_ms(double q) {
+    if (!ramp_n) return NAN;
+    uint64_t rank = (uint64_t)ceil_pos(q * ramp_n), acc = 0;
+    if (rank < 1) rank = 1;
+    for (int i = 0; i < H_SIZE; i++) {
+        acc += ramp_hist[i];
+        if (acc >= rank) {
+            double v = h_value_us(i) / 1000.0;
+            return v > ramp_max_ms ? ramp_max_ms : v;
+        }
+    }
+    return ramp_max_ms;
+}
+
 static double h_quantile_ms(double q) {
     if (!hist_n) return NAN;
     uint64_t rank = (uint64_t)ceil_pos(q * hist_n);
@@ -524,6 +550,9 @@ static void on_text(conn_t *c, const char *s, size_t n) {
         else n_ooo_all++, n_ooo += phase == PH_WINDOW;
     }
     if (fresh) c->last_seq = seq, c->have_seq = 1;
+    /* a live price (not the connect snapshot) to a client connected during the ramp */
+    if (fresh && phase == PH_RAMP && !c->stalled && !isnan(ts) && now - c->t_open > 200.0)
+        h_record_ramp(now_real - ts);
     if (fresh && e->in_window && !c->stalled) {
         c->in_window++;
         if (!isnan(ts)) h_record(now_real - ts);
@@ -972,6 +1001,10 @@ int main(int argc, char **argv) {
     NUM("latency_p999_ms", h_quantile_ms(0.999));
     NUM("latency_max_ms", hist_n ? lat_max_ms : NAN);
     NUM("latency_mean_ms", hist_n ? lat_sum_ms / hist_n : NAN);
+    NUM("ramp_receipts", ramp_n);
+    NUM("ramp_latency_p50_ms", ramp_quantile_ms(0.50));
+    NUM("ramp_latency_p99_ms", ramp_quantile_ms(0.99));
+    NUM("ramp_latency_max_ms", ramp_n ? ramp_max_ms : NAN);
     NUM("latency_negative", lat_negative);
     NUM("out_of_order", n_ooo);
     NUM("duplicates", n_dup);

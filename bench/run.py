@@ -471,13 +471,13 @@ def table(runs: list[dict[str, Any]]) -> str:
     head = (
         "| server | clients | ramp s | stalled | delivered | ticks seen/expected | p50 ms | p99 ms | max ms "
         "| server CPU % | CPU0 softirq % | KB/conn | loadgen CPU % | evictions | CPU0 other % "
-        "| ramp µs/conn | client |"
+        "| ramp µs/conn | ramp p99 ms | client |"
     )
     rows = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in runs:
         if "error" in r:
             rows.append(
-                f"| {r['server']} | {r['clients']} | {r['stalled_fraction']:g} | error: {r['error'][:60]} |" + " |" * 13
+                f"| {r['server']} | {r['clients']} | {r['stalled_fraction']:g} | error: {r['error'][:60]} |" + " |" * 14
             )
             continue
         lg, d = r["loadgen"], r["derived"]
@@ -491,6 +491,7 @@ def table(runs: list[dict[str, Any]]) -> str:
             f"{fmt(d.get('server_cpu_pct'))} | {fmt(d.get('cpu0_softirq_pct'))} | {fmt(d.get('kb_per_conn'))} | "
             f"{fmt(d.get('loadgen_cpu_pct'))}{' (saturated!)' if d.get('loadgen_saturated') else ''} | "
             f"{ev} | {fmt(d.get('cpu0_other_pct'))} | {fmt(d.get('ramp_cpu_us_per_conn'), '.0f')} | "
+            f"{fmt(lg.get('ramp_latency_p99_ms'), '.1f')} | "
             f"{d.get('client_model')} |"
         )
     return "\n".join(rows)
