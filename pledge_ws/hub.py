@@ -6,6 +6,13 @@ price is encoded once, written with a non-blocking ``send()`` straight to every 
 can take it, and only a client whose socket is full gets a backlog: the unsent tail plus
 the latest frame per symbol (latest value wins), flushed by an event-loop write watcher,
 not a greenlet. A client that stays backlogged for ``SLOW_CLIENT_TIMEOUT`` is evicted.
+
+A recovery replay (see recovery.py) is the exception to "latest value wins": its frames, and
+every price that arrives while they are being written, queue in order (lossless, bounded by
+``HISTORY_LIMIT`` per symbol plus REPLAY_LIVE_LIMIT), through the same writer and watcher.
+Until the replay is written a recovering client is not in the symbol's fan-out set: the
+broadcaster hands it the first tick above the replay's last sequence, then moves it in, so
+the seam has no duplicate and no hole.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import gevent.queue
 
 from pledge_ws.metrics import Metrics
 from pledge_ws.protocol import price_payload, text_frame
+from pledge_ws.recovery import Recovery
 from pledge_ws.ticks import Tick
 
 log = logging.getLogger(__name__)
@@ -39,6 +47,10 @@ TICK_QUEUE_SIZE = 4096
 # one of its symbol queued is skipped: latency stays bounded instead of growing without end.
 # While the broadcaster keeps up, nothing is ever skipped.
 MAX_BROADCAST_LAG = 0.25
+# Prices that may queue behind a replay that is still being written; beyond it the client is
+# evicted (it would otherwise be conflated, which a replay must never be).
+REPLAY_LIVE_LIMIT = 1024
+REPLAY_CHUNK = 64 * 1024  # bytes of queued replay frames joined into one send()
 _WRITE = 2  # libev/libuv EV_WRITE
 
 
@@ -51,6 +63,8 @@ class Connection:
         "_latest",
         "_partial",
         "_raw",
+        "_replay",
+        "_replay_room",
         "_watcher",
         "backlog_since",
         "close_reason",
@@ -73,6 +87,8 @@ class Connection:
         self._partial: memoryview | None = None
         self._control: deque[bytes] | None = None
         self._latest: dict[str, bytes] | None = None
+        self._replay: deque[bytes] | None = None
+        self._replay_room = 0  # live prices that may still queue behind the replay
         self._watcher = None
         self._hub = hub
         self.backlog_since: float | None = None
@@ -94,6 +110,12 @@ class Connection:
                 return
             self._partial = memoryview(frame)[sent:]
             self._start_backlog()
+        elif symbol is not None and self._replay:
+            if self._replay_room <= 0:
+                self.abort("slow client: replay backlog full", evicted=True)
+                return
+            self._replay_room -= 1
+            self._replay.append(frame)  # behind a replay: in order, never conflated
         elif symbol is not None:
             if self._latest is None:
                 self._latest = {}
@@ -107,6 +129,19 @@ class Connection:
                 self.abort("slow client: control backlog full", evicted=True)
                 return
             self._control.append(frame)
+
+    def replay(self, frames: list[bytes]) -> None:
+        """Queue ``frames`` (status frames and replayed prices) losslessly, in order, and write
+        what the socket takes now; the rest drains like any backlog (and is reaped like one)."""
+        if self.closing or self.closed or not frames:
+            return
+        if self._replay is None:
+            self._replay = deque()
+        self._replay.extend(frames)
+        self._replay_room = REPLAY_LIVE_LIMIT
+        if self.backlog_since is None:
+            self._start_backlog()
+            self._flush()
 
     def _write(self, data: bytes | memoryview) -> int:
         """Bytes the kernel took now (0 if the socket is full), or -1 if the client is gone."""
@@ -128,6 +163,7 @@ class Connection:
         held = len(self._partial) if self._partial is not None else 0
         held += sum(len(frame) for frame in self._control or ())
         held += sum(len(frame) for frame in (self._latest or {}).values())
+        held += sum(len(frame) for frame in self._replay or ())
         return held
 
     @property
@@ -146,6 +182,12 @@ class Connection:
             return self._partial
         if self._control:
             return self._control.popleft()
+        if self._replay:
+            replay, parts, size = self._replay, [], 0
+            while replay and size < REPLAY_CHUNK:
+                parts.append(replay.popleft())
+                size += len(parts[-1])
+            return parts[0] if len(parts) == 1 else b"".join(parts)
         if self._latest:
             symbol = next(iter(self._latest))
             return self._latest.pop(symbol)
@@ -180,7 +222,7 @@ class Connection:
         """
         if self.closing or self.closed:
             return
-        self._latest = None  # no price may follow the close frame
+        self._latest = self._replay = None  # no price may follow the close frame
         self.send(frame)
         self.closing = True
         self.close_reason = self.close_reason or reason
@@ -194,7 +236,7 @@ class Connection:
             return
         self.closed = True
         self.close_reason = self.close_reason or reason
-        self._partial = self._control = self._latest = None
+        self._partial = self._control = self._latest = self._replay = None
         self._end_backlog()
         if self._watcher is not None:
             self._watcher.close()
@@ -227,6 +269,8 @@ class Hub:
         self._subscribers: dict[str, set[Connection]] = {symbol: set() for symbol in symbols}
         self._targets: dict[str, tuple[Connection, ...]] = {}
         self._latest_frame: dict[str, bytes] = {}
+        # Recovering clients per symbol, each with the last sequence its replay holds.
+        self._recovering: dict[str, dict[Connection, int]] = {}
         self._queue: gevent.queue.Queue[tuple[Tick, float]] = gevent.queue.Queue(maxsize=TICK_QUEUE_SIZE)
         self._newest_queued: dict[str, int] = {}
         self.backlogged: set[Connection] = set()
@@ -235,10 +279,21 @@ class Hub:
 
     # -- registry -------------------------------------------------------------------------
 
-    def attach(self, conn: Connection, symbols: Iterable[str]) -> None:
+    def attach(self, conn: Connection, symbols: Iterable[str], recovery: Recovery | None = None) -> None:
+        """Register ``conn``; with ``recovery``, its replay replaces those symbols' snapshots.
+
+        Must not yield between the caller's recovery decision and here (nothing below does):
+        the replay then ends exactly where the broadcaster's next tick for this client starts.
+        """
         with self._lock:
             self.connections.add(conn)
         self.metrics.connections.set(len(self.connections))
+        if recovery is not None:
+            conn.replay(recovery.frames)
+            with self._lock:
+                for symbol, floor in recovery.floors.items():
+                    conn.symbols.add(symbol)
+                    self._recovering.setdefault(symbol, {})[conn] = floor
         self.subscribe(conn, symbols)
         if self._notice is not None:
             conn.send(self._notice)
@@ -255,6 +310,7 @@ class Hub:
         with self._lock:
             self.connections.discard(conn)
             for symbol in conn.symbols:
+                self._recovering.get(symbol, {}).pop(conn, None)
                 self._subscribers[symbol].discard(conn)
                 self._targets.pop(symbol, None)
             conn.symbols.clear()
@@ -280,6 +336,7 @@ class Hub:
             for symbol in symbols:
                 if symbol in conn.symbols:
                     conn.symbols.discard(symbol)
+                    self._recovering.get(symbol, {}).pop(conn, None)
                     self._subscribers[symbol].discard(conn)
                     self._targets.pop(symbol, None)
                     conn.drop_symbol(symbol)
@@ -324,8 +381,25 @@ class Hub:
         targets = self._targets_for(symbol)
         for conn in targets:
             conn.send(frame, symbol)
-        self.metrics.frames_sent.inc(len(targets))
-        return len(targets)
+        sent = len(targets)
+        waiting = self._recovering.get(symbol)
+        if waiting:
+            sent += self._end_recovery(symbol, waiting, tick.order, frame)
+        self.metrics.frames_sent.inc(sent)
+        return sent
+
+    def _end_recovery(self, symbol: str, waiting: dict[Connection, int], order: int, frame: bytes) -> int:
+        """Hand recovering clients the first tick above their replay, and move them into the
+        fan-out set; a tick their replay already holds is skipped for them."""
+        done = [conn for conn, floor in waiting.items() if order > floor]
+        with self._lock:
+            for conn in done:
+                del waiting[conn]
+                if symbol in conn.symbols:
+                    conn.send(frame, symbol)
+                    self._subscribers[symbol].add(conn)
+                    self._targets.pop(symbol, None)
+        return len(done)
 
     def run_broadcaster(self) -> None:
         while True:

@@ -63,6 +63,14 @@ class Metrics:
             "pledge_ws_bus_connected", "1 while subscribed to the Redis tick channel", registry=r
         )
 
+        # issue 11: recovery after a reconnect (/ws?since=...)
+        self.recoveries = Counter(
+            "pledge_ws_recoveries_total", "Symbols of since= answered, by outcome", ["result"], registry=r
+        )
+        self.recovered_ticks = Counter(
+            "pledge_ws_recovered_ticks_total", "Missed prices replayed to recovering clients", registry=r
+        )
+
     def exposition(self) -> bytes:
         """The text format for ``/metrics``: all live workers' values in multiprocess mode."""
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

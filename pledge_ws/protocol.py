@@ -67,6 +67,16 @@ def price_payload(tick: Tick) -> bytes:
 PONG_PAYLOAD = _dumps({"code": 1, "data": "pong"})
 
 
+def recovered_payload(symbol: str, count: int) -> bytes:
+    """Code 2: the next ``count`` prices of ``symbol`` are the ones the client missed."""
+    return _dumps({"code": 2, "data": "recovered", "symbol": symbol, "count": count})
+
+
+def not_recovered_payload(symbol: str) -> bytes:
+    """Code 2: the gap cannot be proven closed; the snapshot of ``symbol`` follows instead."""
+    return _dumps({"code": 2, "data": "not recovered", "symbol": symbol})
+
+
 def error_payload(reason: str) -> bytes:
     return _dumps({"code": -1, "data": reason})
 

@@ -22,11 +22,13 @@ import gevent
 from pledge_ws.bus import BusSubscriber
 from pledge_ws.config import Settings
 from pledge_ws.feed import ExchangeFeed
+from pledge_ws.history import LocalHistory, RedisHistory
 from pledge_ws.hub import Hub
 from pledge_ws.leader import Elector
 from pledge_ws.metrics import Metrics
 from pledge_ws.protocol import CLOSE_GOING_AWAY, SHUTDOWN_REASON, close_frame, error_payload, text_frame
-from pledge_ws.store import PriceBook, RedisWriter, connect_redis
+from pledge_ws.recoverer import Recoverer
+from pledge_ws.store import HISTORY_LIMIT, PriceBook, RedisWriter, connect_redis
 from pledge_ws.ticks import SequenceGuard, Tick, relative_jump
 
 log = logging.getLogger(__name__)
@@ -46,13 +48,23 @@ class Runtime:
         self.redis: RedisWriter | None = None
         self.bus: BusSubscriber | None = None
         self.elector: Elector | None = None
+        self.history = LocalHistory(HISTORY_LIMIT)  # what recovery reads first (history.py)
+        self.shared_history: RedisHistory | None = None
         if settings.redis_url:
             client = connect_redis(settings.redis_url)
+            self.shared_history = RedisHistory(client, self.history)
             self.redis = RedisWriter(
-                client, settings.primary_symbol, settings.price_key, self.metrics, self.book, url=settings.redis_url
+                client,
+                settings.primary_symbol,
+                settings.price_key,
+                self.metrics,
+                self.book,
+                url=settings.redis_url,
+                history=self.shared_history,
             )
             self.bus = BusSubscriber(client, self.on_bus_tick, self.resync, self.metrics)
             self.elector = Elector(client, self._start_feed, self._stop_feed, self._feed_status, self.metrics)
+        self.recoverer = Recoverer(self.history, self.shared_history, self.metrics)
         self.clients_per_ip: dict[str, int] = {}
         self.ws_slots = 0  # /ws connections, counted from the accepted upgrade request
         self._held: dict[str, Tick] = {}  # a suspected bad print per symbol, awaiting confirmation
@@ -86,12 +98,16 @@ class Runtime:
         """Catch up from the latest prices in Redis (after the bus (re)connects)."""
         if self.redis is None:
             return
+        if self.elector is None or not self.elector.is_leader:
+            # Bus messages may have been missed: the local history's chain breaks here.
+            self.history.mark_gap(self.settings.symbols)
         for tick in sorted(self.redis.read_latest(self.settings.symbols), key=lambda t: t.order):
             self.on_bus_tick(tick)
 
     def _accept(self, tick: Tick) -> None:
         self._last_tick_wall = time.time()
         self.book.update(tick)
+        self.history.append(tick)
         self.hub.offer(tick)
 
     def _is_bad_print(self, tick: Tick) -> bool:
@@ -229,11 +245,13 @@ class Runtime:
     def start(self) -> None:
         if self._greenlets:
             return
-        if self.redis is not None:
+        if self.shared_history is not None:
             for symbol in self.settings.symbols:
-                for tick in self.redis.read_history(symbol):
+                ticks, entries = self.shared_history.tail(symbol)
+                for tick in ticks:
                     if self.guard.accept(tick):
                         self.book.update(tick)
+                self.history.load(symbol, entries)
             for tick in self.book.all():
                 self.hub.seed(tick)
         self._spawn("broadcaster", self.hub.run_broadcaster)

@@ -22,6 +22,8 @@ from pledge_ws.clock import HeartbeatClock, TokenBucket
 from pledge_ws.config import Settings
 from pledge_ws.hub import Connection, Hub
 from pledge_ws.metrics import Metrics
+from pledge_ws.recoverer import Recoverer
+from pledge_ws.recovery import Recovery
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +72,11 @@ class ClientSession:
         symbols: tuple[str, ...],
         peer: str,
         now: Callable[[], float] = time.monotonic,
+        since: dict[str, int] | None = None,
+        recoverer: Recoverer | None = None,
     ) -> None:
+        self.since = since  # /ws?since=...: the last seq the client holds per symbol
+        self.recoverer = recoverer
         self.ws = ws  # simple_websocket.Server: its socket and wsproto connection
         self.hub = hub
         self.settings = settings
@@ -86,7 +92,7 @@ class ClientSession:
         settings = self.settings
         clock = HeartbeatClock(settings.heartbeat_timeout, self.now())
         bucket = TokenBucket(settings.max_messages_per_second, max(1.0, settings.max_messages_per_second), self.now())
-        self.hub.attach(conn, self.symbols)
+        self.hub.attach(conn, self.symbols, self._recovery())
         try:
             while not conn.closed and not conn.closing:
                 remaining = clock.remaining(self.now())
@@ -124,6 +130,13 @@ class ClientSession:
             self._close(protocol.CLOSE_POLICY, "message rate limit exceeded")
             return
         self._on_text("ping", clock)
+
+    def _recovery(self) -> Recovery | None:
+        """The replay for ``since``; the Redis read may yield, the plan and the attach do not."""
+        if not self.since or self.recoverer is None:
+            return None
+        fetched = self.recoverer.fetch(self.since)
+        return self.recoverer.plan(self.since, fetched)
 
     def _handle(self, event: object, clock: HeartbeatClock, bucket: TokenBucket) -> None:
         conn = self.conn

@@ -6,7 +6,8 @@ Redis keys (all written by the process that holds the exchange feed):
   backend wrote it.
 - ``pledge_ws:price:<SYMBOL>``: the latest tick of each symbol as compact JSON
   (``{"symbol","price","seq","ts"}``), read by workers and late joiners for the snapshot.
-- ``pledge_ws:history:<SYMBOL>``: list of the last ``HISTORY_LIMIT`` ticks (JSON), oldest first.
+- ``pledge_ws:stream:<SYMBOL>``: Stream of the last ``HISTORY_LIMIT`` ticks, keyed by sequence
+  (see history.py; recovery reads it).
 - channel ``pledge_ws:ticks``: every accepted tick (JSON), consumed by every worker.
 
 Writes happen in their own greenlet from a bounded FIFO, with socket timeouts, so an
@@ -20,6 +21,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 import gevent
 import gevent.event
@@ -91,6 +93,10 @@ def connect_redis(url: str) -> redis.Redis:
     )
 
 
+class SharedHistory(Protocol):
+    def append(self, pipe: redis.client.Pipeline, tick: Tick) -> None: ...
+
+
 class RedisWriter:
     """Mirrors accepted ticks into Redis without ever blocking the caller.
 
@@ -110,8 +116,10 @@ class RedisWriter:
         backoff: Backoff | None = None,
         check_interval: float = 1.0,
         now: Callable[[], float] = time.monotonic,
+        history: SharedHistory | None = None,
     ) -> None:
         self.client = client
+        self.history = history
         self.primary_symbol = primary_symbol
         self.primary_key = primary_key
         self.metrics = metrics
@@ -160,15 +168,12 @@ class RedisWriter:
 
     def _write(self, ticks: list[Tick], latest: dict[str, Tick]) -> None:
         pipe = self.client.pipeline(transaction=False)
-        trimmed = set()
         for tick in ticks:
             encoded = tick.to_json()
+            if self.history is not None:  # before the publish: a tick on the bus is in the history
+                self.history.append(pipe, tick)
             if self.publish:
                 pipe.publish(TICKS_CHANNEL, encoded)
-            pipe.rpush(history_key(tick.symbol), encoded)
-            trimmed.add(tick.symbol)
-        for symbol in trimmed:
-            pipe.ltrim(history_key(symbol), -HISTORY_LIMIT, -1)
         for tick in latest.values():
             pipe.set(price_key(tick.symbol), tick.to_json())
             if tick.symbol == self.primary_symbol:

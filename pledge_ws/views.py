@@ -11,6 +11,7 @@ from flask_sock import Sock
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from pledge_ws.protocol import Invalid, normalize_symbols
+from pledge_ws.recovery import parse_since
 from pledge_ws.runtime import Runtime
 from pledge_ws.session import ClientSession
 from pledge_ws.store import HISTORY_LIMIT
@@ -83,6 +84,11 @@ def register_views(app: Flask, sock: Sock, runtime: Runtime) -> None:
         if isinstance(symbols, Invalid):
             metrics.connections_rejected.labels(reason="bad_symbols").inc()
             return _error(400, symbols.reason, symbols=list(settings.symbols))
+        since = parse_since(request.args["since"], symbols) if "since" in request.args else None
+        if isinstance(since, str):
+            metrics.connections_rejected.labels(reason="bad_since").inc()
+            return _error(400, since, since=request.args["since"][:200], symbols=list(symbols))
+        g.ws_since = since
         # Prices are ~100-byte frames: permessage-deflate would cost ~300 KB of zlib state
         # per connection for nothing, so it is never negotiated.
         request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
@@ -102,7 +108,16 @@ def register_views(app: Flask, sock: Sock, runtime: Runtime) -> None:
 
     @sock.route("/ws")
     def ws_endpoint(ws: object) -> None:
-        ClientSession(ws, runtime.hub, settings, metrics, g.ws_symbols, peer=g.client_ip).run()
+        ClientSession(
+            ws,
+            runtime.hub,
+            settings,
+            metrics,
+            g.ws_symbols,
+            peer=g.client_ip,
+            since=g.ws_since,
+            recoverer=runtime.recoverer,
+        ).run()
 
     @app.get("/price")
     def price() -> tuple[Response, int] | Response:

@@ -2,9 +2,10 @@
  * The live price page (GET /). Plain ES2020, no dependencies, no build step.
  *
  * Flow: GET /symbols (picker, heartbeat) -> PledgeWS connects to /ws?symbols=<chosen> -> the
- * server's snapshot price shows at once -> on every open (first and after each reconnect) GET
- * /price/history fills the chart, merged with pushed ticks by sequence so there is no hole and
- * no duplicate -> every pushed price extends the chart.
+ * server's snapshot price shows at once -> on the first open GET /price/history fills the chart,
+ * merged with pushed ticks by sequence so there is no hole and no duplicate -> every pushed price
+ * extends the chart. A reconnect recovers the missed prices inside the stream (since=, see
+ * pledge-ws.js); /price/history is read again only if the server answers "not recovered".
  *
  * Prices are strings from the exchange and are shown as such. Arithmetic on them (the change
  * over the window) is exact decimal arithmetic on BigInt; floats are used only for pixel
@@ -486,7 +487,14 @@
       pingInterval,
       onState: showState,
       onError: showError,
-      onOpen: () => loadHistory(page.symbol), // first open and every reconnect: fill the hole
+      // First open: the chart's history. A reconnect recovers missed prices in the stream
+      // (since=); /price/history only when the server says "not recovered", or was not asked.
+      onOpen: (info) => {
+        if (!info.reconnect || !info.recovering.includes(page.symbol)) loadHistory(page.symbol);
+      },
+      onRecovery: (r) => {
+        if (!r.recovered && r.symbol === page.symbol) loadHistory(page.symbol);
+      },
       onPrice: (tick) => {
         if (tick.symbol === page.symbol) addTicks([tick]);
       },

@@ -11,6 +11,7 @@
  *     onState(state, detail) { },       // "connecting" | "live" | "stale" | "reconnecting" | "closed"
  *     onOpen(info)    { },              // socket open; info.reconnect is true after the first time
  *     onError(reason) { },              // a code -1 frame from the server, e.g. "heartbeat timeout"
+ *     onRecovery(r)   { },              // after a reconnect, per symbol: {symbol, recovered, count}
  *   });
  *   client.subscribe(["BTC-USDT"]);     // {"op":"subscribe"}: the server sends its latest price at once
  *   client.unsubscribe(["PLGR-USDT"]);  // {"op":"unsubscribe"}
@@ -35,8 +36,12 @@
  * - Order: onPrice is called once per sequence number and symbol, in increasing order; the snapshot
  *   the server repeats on reconnect is not delivered twice. Frames of symbols outside the current
  *   set (in flight during an unsubscribe) are dropped.
- * - After a reconnect, onOpen({reconnect: true}) is the moment to re-read /price/history so that a
- *   chart has no hole for the time the socket was down.
+ * - Recovery: every reconnect carries `since=SYMBOL:SEQ,...` (the last seq delivered per subscribed
+ *   symbol), and the server replays exactly the prices missed meanwhile, oldest first, before live
+ *   ones; onPrice sees them like any other. onRecovery({symbol, recovered: true, count}) reports it;
+ *   {recovered: false} means the server could not prove the gap closed (too old): only then re-read
+ *   /price/history to fill a chart. onOpen's info.recovering lists the symbols asked for. If a
+ *   connection with `since` is refused before it opens, the next attempt goes without it.
  *
  * Prices stay strings end to end: never parse them to a float for display.
  */
@@ -96,6 +101,10 @@
       this.onState = options.onState || (() => {});
       this.onOpen = options.onOpen || (() => {});
       this.onError = options.onError || (() => {});
+      this.onRecovery = options.onRecovery || (() => {});
+      this._recovering = []; // symbols whose position the current connection's URL carries
+      this._sinceRefused = false; // the last attempt with since= never opened: try once without
+      this._openedNow = false; // the current socket reached "open"
       this._WebSocket = options.WebSocket || root.WebSocket;
 
       this.state = null;
@@ -132,6 +141,13 @@
       this._setState(first ? STATES.CONNECTING : STATES.RECONNECTING, { attempt: this._attempt });
       const url = new URL(this.url.href);
       if (this.symbols.size) url.searchParams.set("symbols", [...this.symbols].join(","));
+      // Recovery needs the symbols in the URL: since may only name symbols the URL subscribes.
+      const since = this.symbols.size ? [...this.symbols].filter((s) => this._lastSeq.has(s)) : [];
+      this._recovering = this._sinceRefused ? [] : since;
+      this._sinceRefused = false;
+      if (this._recovering.length) {
+        url.searchParams.set("since", this._recovering.map((s) => `${s}:${this._lastSeq.get(s)}`).join(","));
+      }
       let ws;
       try {
         ws = new this._WebSocket(url.href);
@@ -187,7 +203,8 @@
       this._setState(STATES.LIVE);
       this._ping(); // at once: the pong proves the server serves, and resets the backoff
       this._timers.ping = setInterval(() => this._ping(), this.pingInterval);
-      this.onOpen({ reconnect, url: ws.url });
+      this._openedNow = true;
+      this.onOpen({ reconnect, url: ws.url, recovering: this._recovering.slice() });
     }
 
     _handleMessage(ws, event) {
@@ -211,6 +228,10 @@
       }
       if (!msg || typeof msg !== "object") return;
       if (msg.code === 0) this._handlePrice(msg);
+      else if (msg.code === 2 && typeof msg.symbol === "string") {
+        const recovered = msg.data === "recovered";
+        this.onRecovery({ symbol: msg.symbol, recovered, count: recovered ? Number(msg.count) : 0 });
+      }
       else if (msg.code === -1 && msg.data === FEED_INTERRUPTED) {
         // The server says its prices are not current: stale until the next price arrives.
         this._feedStale = true;
@@ -236,6 +257,9 @@
     _handleClose(ws, code, reason) {
       if (ws !== this._ws) return;
       this._ws = null;
+      // Refused before it opened (e.g. HTTP 400 for a since= the server rejects): without it next.
+      if (!this._openedNow && this._recovering.length) this._sinceRefused = true;
+      this._openedNow = false;
       this._clearTimers();
       if (this._closedByUser) return;
       // A server going away (1001) names a window to spread reconnects over, so a restart

@@ -281,3 +281,32 @@ def test_page_shows_stale_while_the_exchange_is_silent(stack, open_page):
     stack.sim.set_price(PRIMARY, "0.002901")
     expect(badge).to_have_attribute("data-state", "live", timeout=10_000)
     expect(page.get_by_test_id("price")).to_have_text("0.002901")
+
+
+def test_reconnect_recovers_missed_prices_in_the_stream_without_rereading_history(stack, open_page):
+    """Drop the page's socket, move prices while it is away: on reconnect the server replays
+    them (since=), the chart holds every point and the page makes no /price/history request."""
+    stack.push(PRIMARY, "0.003100")
+    page, _ = open_page()
+    price = page.get_by_test_id("price")
+    expect(price).to_have_text("0.003100")
+    expect_points(page, len(stack.history(PRIMARY)))  # the first open read /price/history
+    history_requests: list[str] = []
+    socket_urls: list[str] = []
+    page.on("request", lambda request: "/price/history" in request.url and history_requests.append(request.url))
+    page.on("websocket", lambda ws: socket_urls.append(ws.url))
+    # A long backoff, then drop the socket as a flaky network would: prices move meanwhile.
+    page.evaluate("window.pledgeClient.backoffBase = 4000; window.pledgeClient._ws.close(4001, 'test drop')")
+    expect(page.get_by_test_id("state")).to_have_attribute("data-state", "reconnecting")
+    for value in ("0.003101", "0.003099", "0.003105"):
+        stack.push(PRIMARY, value)
+    expect(page.get_by_test_id("state")).to_have_attribute("data-state", "live", timeout=10_000)
+    expect(price).to_have_text("0.003105", timeout=5_000)
+    expect_points(page, len(stack.history(PRIMARY)))
+    assert socket_urls and "since=" in socket_urls[-1], socket_urls
+    stack.sim.set_price(PRIMARY, "0.003106")
+    expect(price).to_have_text("0.003106", timeout=2_000)
+    expect_points(page, len(stack.history(PRIMARY)))
+    chart = page.evaluate("window.pledgePage.page.ticks.map(t => t.seq)")
+    assert chart == [str(t["seq"]) for t in stack.history(PRIMARY)][-len(chart) :]
+    assert history_requests == [], history_requests
