@@ -1,7 +1,10 @@
 # syntax=docker/dockerfile:1
-# Build stage: resolve wheels into a virtualenv (all pinned deps ship manylinux wheels).
+# Build stage: resolve the pins into a virtualenv. gunicorn-h1c ships only an sdist, so this
+# stage has a C compiler; the final stage copies the venv and has none.
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# hadolint ignore=DL3008
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 COPY requirements.txt /tmp/requirements.txt
 RUN /opt/venv/bin/pip install --no-compile -r /tmp/requirements.txt
