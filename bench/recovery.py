@@ -64,19 +64,20 @@ def driver(port: int, clients: int, seconds: float, out: Path) -> None:
                     "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                     f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
                 )
-                buf, frames, count = b"", 0, None
+                buf, carry, frames, count = b"", b"", 0, None
                 while count is None or frames < count:
                     chunk = sock.recv(65536)
                     if not chunk:
                         raise OSError("closed")
-                    buf += chunk
-                    if count is None and b'"count":' in buf:
-                        tail = buf.split(b'"count":', 1)[1]
-                        count = int(tail.split(b"}", 1)[0])
-                    frames += chunk.count(b'"code":0')  # a marker split across chunks is rare; count is a floor
-                    buf = buf[-64:] if count is not None else buf
-                    if count is None and b"not recovered" in buf:
-                        raise OSError("not recovered")
+                    if count is None:
+                        buf += chunk
+                        if b"not recovered" in buf:
+                            raise OSError("not recovered")
+                        if b'"count":' in buf:
+                            count = int(buf.split(b'"count":', 1)[1].split(b"}", 1)[0])
+                    data = carry + chunk  # a marker split across two reads is counted once
+                    frames += data.count(b'"code":0')
+                    carry = data[-7:]
                 done.append(count)
                 durations.append(time.monotonic() - started)
         except OSError:
