@@ -1,8 +1,8 @@
 """One browser connection's greenlet: read, answer, enforce the heartbeat.
 
-flask-sock performs the upgrade; simple-websocket would then start a reader thread per
-connection. We hand it a no-op thread class and read in the request greenlet itself, so a
-connection costs one greenlet, and its receive timeout is the heartbeat deadline.
+The upgrade (``upgrade.py``) hands over the socket and a handshake-free wsproto connection;
+the session reads in the request greenlet itself, so a connection costs one greenlet (no
+reader thread), and its receive timeout is the heartbeat deadline.
 Writes never happen here directly: they go through :class:`~pledge_ws.hub.Connection`.
 """
 
@@ -31,18 +31,6 @@ RECV_BYTES = 4096
 CLOSE_GRACE = 1.0  # seconds to flush a close frame before dropping the socket
 
 
-class NoReaderThread:
-    """Stands in for simple-websocket's per-connection reader thread (see module doc)."""
-
-    name = "pledge-ws-session"
-
-    def __init__(self, target: Callable[[], None] | None = None) -> None:
-        pass
-
-    def start(self) -> None:
-        pass
-
-
 def _parser_idle(wsconn: object) -> bool:
     """wsproto holds no partial frame or message, so the next bytes start a frame (wsproto
     1.3.2, pinned: its frame and message decoders; if those ever move, the fast path turns off)."""
@@ -56,10 +44,6 @@ def _parser_idle(wsconn: object) -> bool:
         and getattr(frames, "header", 0) is None
         and getattr(messages, "opcode", 0) is None
     )
-
-
-class NoEvent:
-    """simple-websocket's receive() event; unused because the session reads itself."""
 
 
 class ClientSession:
@@ -77,7 +61,7 @@ class ClientSession:
     ) -> None:
         self.since = since  # /ws?since=...: the last seq the client holds per symbol
         self.recoverer = recoverer
-        self.ws = ws  # simple_websocket.Server: its socket and wsproto connection
+        self.ws = ws  # upgrade.WebSocket: its socket and wsproto connection
         self.hub = hub
         self.settings = settings
         self.metrics = metrics
