@@ -1,0 +1,414 @@
+"""The exchange's whole state and every protocol decision, without I/O."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Any
+
+from pledge_ws.simulator.faults import ERROR_TEXTS, Faults
+from pledge_ws.simulator.malformed import malformed_text
+from pledge_ws.simulator.model import (
+    CLOSE_GOING_AWAY,
+    DEFAULT_START_PRICES,
+    DEFAULT_SYMBOLS,
+    DROP_MODES,
+    FALLBACK_START_PRICE,
+    MALFORMED_KINDS,
+    MAX_OUTSTANDING_TOKENS,
+    MAX_RATE,
+    MAX_SYMBOLS_PER_TOPIC,
+    PRICE_RE,
+    SEQUENCE_START,
+    SYMBOL_RE,
+    TICKER_PREFIX,
+    Book,
+    Peer,
+    SimulatorError,
+    TickInfo,
+    UnknownSymbol,
+    _dumps,
+    _wall_ms,
+    encode_text_frame,
+    parse_price,
+)
+
+# A path the simulator's HTTP server refuses to upgrade: the "dead" first instanceServer.
+DEAD_ENDPOINT = "/dead-endpoint"
+LEVEL1_FIELDS = ("time", "sequence", "price", "size", "bestBid", "bestBidSize", "bestAsk", "bestAskSize")
+
+
+class Exchange:
+    """The exchange's whole state and every protocol decision, without I/O.
+
+    Peers are registered by the WebSocket layer; the exchange only calls their non-blocking
+    ``send_frame``/``close``/``abort``, so it can be exercised with plain fake peers. ``now``
+    comes from ``monotonic`` and tick times from ``wall_ms``, both injectable.
+    """
+
+    def __init__(
+        self,
+        symbols: Sequence[str] = DEFAULT_SYMBOLS,
+        *,
+        rate: float = 1.0,
+        ping_interval_ms: int = 18000,
+        ping_timeout_ms: int = 10000,
+        start_prices: Mapping[str, str] | None = None,
+        rng: random.Random | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall_ms: Callable[[], int] = _wall_ms,
+        sequence_start: int = SEQUENCE_START,
+        volatility: float = 0.0005,
+    ) -> None:
+        symbols = tuple(symbols)
+        if not symbols:
+            raise SimulatorError("symbols: give at least one, e.g. PLGR-USDT")
+        for symbol in symbols:
+            if SYMBOL_RE.match(symbol) is None:
+                raise SimulatorError(f"symbols: {symbol!r} is not like PLGR-USDT")
+        if len(set(symbols)) != len(symbols):
+            raise SimulatorError("symbols: each symbol may appear only once")
+        intervals = {"ping_interval_ms": ping_interval_ms, "ping_timeout_ms": ping_timeout_ms}
+        for name, value in intervals.items():
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3_600_000:
+                raise SimulatorError(f"{name} must be an integer in 1..3600000, got {value!r}")
+        start_prices = dict(start_prices or {})
+        extra = sorted(set(start_prices) - set(symbols))
+        if extra:
+            raise SimulatorError(f"start price given for unlisted symbol(s): {', '.join(extra)}")
+        self.symbols = symbols
+        self.ping_interval_ms = ping_interval_ms
+        self.ping_timeout_ms = ping_timeout_ms
+        self._rng = rng or random.Random()
+        self._monotonic = monotonic
+        self._wall_ms = wall_ms
+        self._volatility = volatility
+        self._books: dict[str, Book] = {}
+        for symbol in symbols:
+            default = DEFAULT_START_PRICES.get(symbol, FALLBACK_START_PRICE)
+            text = start_prices.get(symbol) or default
+            price = parse_price(text)
+            decimals = len(text.partition(".")[2])
+            self._books[symbol] = Book(decimals, price, sequence_start - 1)
+        self._rate = self._check_rate(rate)
+        self._subscribers: dict[str, set[Peer]] = {symbol: set() for symbol in symbols}
+        self._peers: set[Peer] = set()
+        self._tokens: OrderedDict[str, None] = OrderedDict()
+        self.faults = Faults(monotonic)
+        self.rest_polls = 0
+        self.dead_endpoint_refused = 0
+        self.connections_total = 0
+        self.bullets = 0
+        self.pings = 0
+        #: Called after the rate changes, so the ticker can re-plan at once.
+        self.on_rate_change: Callable[[], None] = lambda: None
+
+    @property
+    def books(self) -> Mapping[str, Book]:
+        return self._books
+
+    def wall_ms(self) -> int:
+        return self._wall_ms()
+
+    # -- configuration and faults ---------------------------------------------------------
+
+    @property
+    def idle_seconds(self) -> float:
+        """KuCoin drops a connection that has not pinged for pingInterval + pingTimeout."""
+        return (self.ping_interval_ms + self.ping_timeout_ms) / 1000.0
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    @staticmethod
+    def _check_rate(rate: object) -> float:
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not math.isfinite(rate):
+            raise SimulatorError(f"rate must be a number, got {rate!r}")
+        if not 0 <= rate <= MAX_RATE:
+            raise SimulatorError(f"rate must be in 0..{MAX_RATE:g} ticks per second, got {rate!r}")
+        return float(rate)
+
+    def set_rate(self, rate: object) -> None:
+        self._rate = self._check_rate(rate)
+        self.on_rate_change()
+
+    def is_silent(self) -> bool:
+        return self.faults.is_silent()
+
+    def silence(self, seconds: float) -> None:
+        """Send nothing to anyone for ``seconds`` (0 ends a silence now); REST answers 503."""
+        self.faults.silence(seconds)
+
+    def fail_bullets(self, count: int, mode: str) -> None:
+        self.faults.fail_bullets(count, mode)
+
+    def reset_faults(self) -> None:
+        """Back to a healthy exchange; sequences, prices and the rate stay as they are."""
+        self.faults.reset()
+
+    # -- bullets and tokens ---------------------------------------------------------------
+
+    def take_bullet_failure(self) -> str | None:
+        return self.faults.take_bullet_failure()
+
+    def issue_token(self) -> str:
+        token = secrets.token_urlsafe(48)
+        self._tokens[token] = None
+        while len(self._tokens) > MAX_OUTSTANDING_TOKENS:
+            self._tokens.popitem(last=False)
+        self.bullets += 1
+        return token
+
+    def consume_token(self, token: str) -> bool:
+        """Tokens are single-use: True once for an issued token, then never again."""
+        return self._tokens.pop(token, False) is None
+
+    def bullet_body(self, host: str) -> dict[str, Any]:
+        """``POST /api/v1/bullet-public`` as KuCoin answers it, pointing back at ``host``."""
+        return {
+            "code": "200000",
+            "data": {
+                "token": self.issue_token(),
+                "instanceServers": [self._server(host, path) for path in self._endpoint_paths()],
+            },
+        }
+
+    def _endpoint_paths(self) -> tuple[str, ...]:
+        return (DEAD_ENDPOINT, "/endpoint") if self.faults.dead_first_server else ("/endpoint",)
+
+    def _server(self, host: str, path: str) -> dict[str, Any]:
+        return {
+            "endpoint": f"ws://{host}{path}",
+            "encrypt": False,
+            "protocol": "websocket",
+            "pingInterval": self.ping_interval_ms,
+            "pingTimeout": self.ping_timeout_ms,
+        }
+
+    # -- connections ----------------------------------------------------------------------
+
+    @property
+    def connections(self) -> int:
+        return len(self._peers)
+
+    def register(self, peer: Peer) -> None:
+        self._peers.add(peer)
+        self.connections_total += 1
+
+    def unregister(self, peer: Peer) -> None:
+        self._peers.discard(peer)
+        for subscribers in self._subscribers.values():
+            subscribers.discard(peer)
+
+    def send_text(self, peer: Peer, text: str) -> bool:
+        """Queue one text frame for ``peer`` unless the exchange is silent."""
+        if self.is_silent():
+            return False
+        peer.send_frame(encode_text_frame(text))
+        return True
+
+    def welcome(self, peer: Peer) -> None:
+        self.send_text(peer, _dumps({"id": peer.connect_id, "type": "welcome"}))
+        code = self.faults.connect_error()
+        if code is not None:
+            self._error(peer, str(self._wall_ms()), code, ERROR_TEXTS.get(code, "error"))
+
+    def _error(self, peer: Peer, request_id: str, code: int, text: str) -> None:
+        frame = {"id": request_id, "type": "error", "code": code, "data": text}
+        self.send_text(peer, _dumps(frame))
+
+    def handle_text(self, peer: Peer, message: str | bytes) -> None:
+        """Answer one client frame the way KuCoin does.
+
+        Sample::
+
+            {"id":"1545910660739","type":"subscribe","topic":"/market/ticker:BTC-USDT",
+             "privateChannel":false,"response":true}
+        """
+        if isinstance(message, bytes):
+            self._error(peer, str(self._wall_ms()), 400, "binary frames are not supported")
+            return
+        try:
+            raw = json.loads(message)
+        except (ValueError, RecursionError):
+            self._error(peer, str(self._wall_ms()), 400, "message is not valid JSON")
+            return
+        if not isinstance(raw, dict):
+            self._error(peer, str(self._wall_ms()), 400, "message must be a JSON object")
+            return
+        raw_id = raw.get("id")
+        valid_id = isinstance(raw_id, str | int) and not isinstance(raw_id, bool)
+        request_id = str(raw_id) if valid_id else str(self._wall_ms())
+        kind = raw.get("type")
+        if kind == "ping":
+            self.pings += 1
+            self.send_text(peer, _dumps({"id": request_id, "type": "pong"}))
+        elif kind in ("subscribe", "unsubscribe"):
+            self._subscription(peer, request_id, kind == "subscribe", raw)
+        else:
+            self._error(peer, request_id, 400, f"unknown message type: {str(kind)[:40]}")
+
+    def _subscription(self, peer: Peer, request_id: str, on: bool, raw: dict[str, Any]) -> None:
+        # All or nothing: one unknown symbol and nothing from this request is applied.
+        topic = raw.get("topic")
+        if not isinstance(topic, str) or not topic:
+            self._error(peer, request_id, 400, "topic is required")
+            return
+        if not topic.startswith(TICKER_PREFIX):
+            self._error(peer, request_id, 404, f"topic {topic[:200]} is not found")
+            return
+        names = topic[len(TICKER_PREFIX) :].split(",")
+        if len(names) > MAX_SYMBOLS_PER_TOPIC:
+            text = f"exceed max subscription count limitation of {MAX_SYMBOLS_PER_TOPIC} per time"
+            self._error(peer, request_id, 400, text)
+            return
+        for name in names:
+            if name not in self._books:
+                self._error(peer, request_id, 404, f"topic {TICKER_PREFIX}{name[:40]} is not found")
+                return
+        for name in names:
+            if on:
+                peer.symbols.add(name)
+                if peer in self._peers:
+                    self._subscribers[name].add(peer)
+            else:
+                peer.symbols.discard(name)
+                self._subscribers[name].discard(peer)
+        if raw.get("response") is True:
+            self.send_text(peer, _dumps({"id": request_id, "type": "ack"}))
+
+    # -- ticks ----------------------------------------------------------------------------
+
+    def _walk(self, book: Book) -> str:
+        drift = Decimal(self._rng.gauss(0.0, self._volatility))
+        price = (book.price * (1 + drift)).quantize(book.step, rounding=ROUND_HALF_EVEN)
+        return format(max(price, book.step), "f")
+
+    def tick_data(self, book: Book, price: str, sequence: str, ts: object) -> dict[str, Any]:
+        value = Decimal(price) if PRICE_RE.match(price) else book.price
+        ask = format(value + book.step, "f")
+        bid = format(max(value - book.step, book.step), "f")
+        uniform = self._rng.uniform
+        return {
+            "sequence": sequence,
+            "price": price,
+            "size": f"{uniform(0.01, 500.0):.4f}",
+            "bestAsk": ask,
+            "bestAskSize": f"{uniform(0.01, 5000.0):.4f}",
+            "bestBid": bid,
+            "bestBidSize": f"{uniform(0.01, 5000.0):.4f}",
+            "time": ts,
+        }
+
+    def tick(self, symbol: str, price: str | None = None) -> TickInfo:
+        """Advance ``symbol`` by one tick (walked, or exactly ``price``) and fan it out.
+
+        Encoded once; the same frame bytes go to every subscriber. While silent the price
+        and sequence still move, but nothing is sent.
+        """
+        book = self._books.get(symbol)
+        if book is None:
+            raise UnknownSymbol(f"unknown symbol: {symbol}")
+        if price is None:
+            price = self._walk(book)
+        book.price = parse_price(price)
+        book.sequence += 1
+        ts = self._wall_ms()
+        book.last_price, book.last_time = price, ts
+        message = {
+            "type": "message",
+            "topic": TICKER_PREFIX + symbol,
+            "subject": "trade.ticker",
+            "data": self.tick_data(book, price, str(book.sequence), ts),
+        }
+        text = _dumps(message)
+        if not self.is_silent():
+            frame = encode_text_frame(text)
+            for peer in tuple(self._subscribers[symbol]):
+                peer.last_sent[symbol] = book.sequence
+                peer.send_frame(frame)
+        return TickInfo(symbol, price, str(book.sequence), ts, text)
+
+    def tick_all(self) -> None:
+        for symbol in self.symbols:
+            self.tick(symbol)
+
+    # -- faults on open connections -------------------------------------------------------
+
+    def drop_all(self, mode: str) -> int:
+        """Close every open connection now: a close frame, or a TCP reset without one."""
+        if mode not in DROP_MODES:
+            raise SimulatorError(f"mode must be one of {', '.join(DROP_MODES)}")
+        peers = tuple(self._peers)
+        for peer in peers:
+            if mode == "reset":
+                peer.abort()
+            else:
+                peer.close(CLOSE_GOING_AWAY, "dropped by simulator")
+        return len(peers)
+
+    def send_malformed(self, count: int, kinds: Sequence[str] = MALFORMED_KINDS) -> int:
+        """Send ``count`` bad frames to every open connection, cycling through ``kinds``."""
+        unknown = [kind for kind in kinds if kind not in MALFORMED_KINDS]
+        if not kinds or unknown:
+            raise SimulatorError(f"kinds must be drawn from {', '.join(MALFORMED_KINDS)}")
+        sent = 0
+        for peer in tuple(self._peers):
+            for index in range(count):
+                text = malformed_text(self, peer, kinds[index % len(kinds)])
+                sent += self.send_text(peer, text)
+        return sent
+
+    def send_error(self, code: int) -> int:
+        """A ``type:error`` frame with ``code`` to every open connection now."""
+        peers = tuple(self._peers)
+        for peer in peers:
+            self._error(peer, str(self._wall_ms()), code, ERROR_TEXTS.get(code, "error"))
+        return len(peers)
+
+    # -- REST market data -----------------------------------------------------------------
+
+    def level1(self, symbol: str) -> dict[str, Any]:
+        """``GET /api/v1/market/orderbook/level1?symbol=S`` as KuCoin answers it: the ticker's
+        latest price and sequence (one sequence space with the WebSocket), ``data`` null for
+        a symbol it does not list."""
+        self.rest_polls += 1
+        book = self._books.get(symbol)
+        if book is None:
+            return {"code": "200000", "data": None}
+        price = book.last_price or format(book.price, "f")
+        ts = book.last_time if book.last_time is not None else self._wall_ms()
+        data = self.tick_data(book, price, str(book.sequence), ts)
+        return {"code": "200000", "data": {key: data[key] for key in LEVEL1_FIELDS}}
+
+    # -- reporting ------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        last = {}
+        for symbol, book in self._books.items():
+            if book.last_price is not None:
+                last[symbol] = {
+                    "price": book.last_price,
+                    "sequence": str(book.sequence),
+                    "time": book.last_time,
+                }
+        return {
+            **self.faults.state(),
+            "connections": self.connections,
+            "connections_total": self.connections_total,
+            "bullets": self.bullets,
+            "rate": self._rate,
+            "symbols": list(self.symbols),
+            "subscribed": {symbol: len(peers) for symbol, peers in self._subscribers.items()},
+            "last": last,
+            "pings": self.pings,
+            "rest_polls": self.rest_polls,
+            "dead_endpoint_refused": self.dead_endpoint_refused,
+        }
