@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 T = TypeVar("T")
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,20}-[A-Z0-9]{1,20}$")
-MAX_SYMBOLS = 400
+# KuCoin serves at most 300 topics on one connection, and the service holds exactly one.
+MAX_SYMBOLS = 300
+MIN_REST_FALLBACK_INTERVAL = 0.5
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -43,6 +45,7 @@ class Settings:
     max_messages_per_second: float = 20.0
     trusted_proxies: tuple[str, ...] = ()
     max_price_jump: float = 0.0
+    rest_fallback_interval: float = 2.0  # seconds between level-1 polls of a symbol; 0 = off
     log_level: str = "INFO"
     log_format: str = "text"
 
@@ -120,7 +123,9 @@ def _symbols(env: Mapping[str, str]) -> tuple[str, ...]:
         if symbol not in symbols:
             symbols.append(symbol)
     if len(symbols) > MAX_SYMBOLS:
-        raise ConfigError(f"SYMBOLS: at most {MAX_SYMBOLS} symbols, got {len(symbols)}")
+        raise ConfigError(
+            f"SYMBOLS: at most {MAX_SYMBOLS} symbols (KuCoin's limit of topics on one connection), got {len(symbols)}"
+        )
     return tuple(symbols)
 
 
@@ -173,6 +178,12 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     if not price_key or len(price_key) > 256 or any(c.isspace() for c in price_key):
         raise ConfigError(f"PRICE_KEY: invalid Redis key {price_key!r}")
     max_price_jump = _number(env, "MAX_PRICE_JUMP", d.max_price_jump, float, 0)
+    rest_fallback_interval = _number(env, "REST_FALLBACK_INTERVAL", d.rest_fallback_interval, float, 0)
+    if 0 < rest_fallback_interval < MIN_REST_FALLBACK_INTERVAL:
+        raise ConfigError(
+            f"REST_FALLBACK_INTERVAL: 0 (off) or at least {MIN_REST_FALLBACK_INTERVAL:g} seconds, "
+            f"got {rest_fallback_interval:g}"
+        )
     return Settings(
         port=port,
         web_concurrency=web_concurrency,
@@ -189,6 +200,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         max_messages_per_second=_number(env, "MAX_MESSAGES_PER_SECOND", d.max_messages_per_second, float, 0.1),
         trusted_proxies=_proxies(env),
         max_price_jump=max_price_jump,
+        rest_fallback_interval=rest_fallback_interval,
         log_level=_choice(env, "LOG_LEVEL", d.log_level, LOG_LEVELS, upper=True),
         log_format=_choice(env, "LOG_FORMAT", d.log_format, ("text", "json"), upper=False),
     )

@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT = 10.0  # bullet request, TCP+WS connect, subscribe ack: each bounded
 WELCOME_TIMEOUT = 5.0  # a live endpoint greets at once; one that does not is not worth waiting for
 HEALTHY_AFTER = 10.0  # a session this old resets the backoff
+# Exchange error frames that end the session (the others are logged and counted).
+TOKEN_REJECTED = "exchange error 401: token invalid or expired"
+RATE_LIMITED = "exchange error 509: rate limited"
+RATE_LIMIT_FLOOR = 2.0  # seconds before reconnecting after a 509, whatever the backoff says
 MAX_BULLET_BYTES = 64 * 1024
 
 
@@ -78,6 +82,8 @@ class ExchangeFeed:
         self.state = FeedState()
         self._ws: websocket.WebSocket | None = None
         self._stopped = False
+        self._attempt = 0  # which instanceServers entry the next connect uses
+        self._delivered = False  # the current session reached "subscribed"
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -106,7 +112,9 @@ class ExchangeFeed:
             self.state.last_error = reason
             healthy = self.now() - started >= HEALTHY_AFTER
             failures = 1 if healthy else failures + 1
-            delay = 0.0 if reason == DEAD_AGE else self.backoff.compute(failures)
+            if not self._delivered:
+                self._attempt += 1  # a candidate that failed is skipped: the next entry next time
+            delay = self._retry_delay(reason, failures)
             self.metrics.upstream_reconnects.inc()
             log.warning(
                 "exchange link down (%s); reconnecting in %.1fs",
@@ -115,6 +123,14 @@ class ExchangeFeed:
                 extra={"event": "feed_reconnecting", "reason": reason, "delay": round(delay, 2)},
             )
             gevent.sleep(delay)
+
+    def _retry_delay(self, reason: str, failures: int) -> float:
+        """A 401 reconnects at once (once in a row; then backoff), a 509 waits at least
+        :data:`RATE_LIMIT_FLOOR`, a session at its age limit reconnects at once."""
+        if reason == DEAD_AGE or (reason == TOKEN_REJECTED and failures <= 1):
+            return 0.0
+        delay = self.backoff.compute(failures)
+        return max(delay, RATE_LIMIT_FLOOR) if reason == RATE_LIMITED else delay
 
     def stop(self) -> None:
         self._stopped = True
@@ -133,14 +149,16 @@ class ExchangeFeed:
 
     def _session(self) -> None:
         self.state.sessions += 1
+        self._delivered = False
         bullet = kucoin.parse_bullet(fetch_bullet(self.api_url, HANDSHAKE_TIMEOUT))
+        server = bullet.server(self._attempt)
         connect_id = uuid.uuid4().hex
         ws = websocket.create_connection(
-            bullet.connect_url(connect_id), timeout=HANDSHAKE_TIMEOUT, enable_multithread=False
+            bullet.connect_url(connect_id, self._attempt), timeout=HANDSHAKE_TIMEOUT, enable_multithread=False
         )
         self._ws = ws
         self._expect(ws, kucoin.Welcome, WELCOME_TIMEOUT)
-        clock = UpstreamClock(bullet.ping_interval, bullet.ping_timeout, self.now(), self.max_session_age)
+        clock = UpstreamClock(server.ping_interval, server.ping_timeout, self.now(), self.max_session_age)
         wanted = list(self.symbols)
         pending_acks = {frame_id for frame_id, _ in self._subscribe(ws, connect_id, wanted)}
         ack_deadline = self.now() + HANDSHAKE_TIMEOUT
@@ -190,7 +208,8 @@ class ExchangeFeed:
         wanted: list[str],
         pending_acks: set[str],
     ) -> list[str]:
-        """A "topic not found" marks those symbols unavailable and resubscribes the rest."""
+        """A "topic not found" marks those symbols unavailable and resubscribes the rest; 401
+        (token invalid or expired) and 509 (rate limit) end the session (see :meth:`_retry_delay`)."""
         missing = [s for s in event.symbols if s in wanted]
         if event.code == 404 and missing:
             self.state.unavailable.update(missing)
@@ -204,13 +223,18 @@ class ExchangeFeed:
             if remaining:
                 pending_acks.update(frame_id for frame_id, _ in self._subscribe(ws, connect_id, remaining))
             return remaining
+        self.metrics.exchange_errors.labels(code=str(event.code)).inc()
         log.warning(
             "exchange error: code=%s %s", event.code, event.text, extra={"event": "exchange_error", "code": event.code}
         )
-        self.metrics.ticks_dropped.labels(reason="exchange_error").inc()
+        if event.code == 401:
+            raise SessionEnded(TOKEN_REJECTED)
+        if event.code == 509:
+            raise SessionEnded(RATE_LIMITED)
         return wanted
 
     def _mark_connected(self) -> None:
+        self._delivered = True
         if not self.state.connected:
             self.state.connected = True
             self.state.last_error = ""
@@ -255,4 +279,5 @@ class ExchangeFeed:
             self.metrics.ticks_dropped.labels(reason="unsubscribed_symbol").inc()
             return
         self.state.last_tick_at = self.now()
+        self.metrics.exchange_ticks.labels(source="ws").inc()
         self.on_tick(tick)

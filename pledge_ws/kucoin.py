@@ -16,6 +16,8 @@ from pledge_ws.ticks import RejectedInput, Tick, TickError, make_tick
 TICKER_PREFIX = "/market/ticker:"
 MAX_SYMBOLS_PER_SUBSCRIBE = 100
 MAX_FRAME_CHARS = 64 * 1024
+MAX_INSTANCE_SERVERS = 16
+MAX_LEVEL1_CHARS = 16 * 1024
 # KuCoin closes every connection after 24 hours; reconnect a little before that on our terms.
 MAX_SESSION_SECONDS = 23.5 * 3600
 
@@ -29,16 +31,28 @@ class FrameError(RejectedInput):
 
 
 @dataclass(frozen=True, slots=True)
-class Bullet:
-    """Where and how to connect: one token is good for one connection."""
+class Server:
+    """One ``instanceServers`` entry: a candidate endpoint and its ping timing."""
 
     endpoint: str
-    token: str
     ping_interval: float
     ping_timeout: float
 
-    def connect_url(self, connect_id: str) -> str:
-        return f"{self.endpoint}?{urlencode({'token': self.token, 'connectId': connect_id})}"
+
+@dataclass(frozen=True, slots=True)
+class Bullet:
+    """Where and how to connect: one token is good for one connection, on any of ``servers``."""
+
+    token: str
+    servers: tuple[Server, ...]
+
+    def server(self, attempt: int) -> Server:
+        """The candidate for the ``attempt``-th connect: a failed entry is skipped next time."""
+        return self.servers[attempt % len(self.servers)]
+
+    def connect_url(self, connect_id: str, attempt: int = 0) -> str:
+        query = urlencode({"token": self.token, "connectId": connect_id})
+        return f"{self.server(attempt).endpoint}?{query}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +91,7 @@ Event = Welcome | Pong | Ack | ExchangeError | Tick | Other
 
 
 def parse_bullet(body: str | bytes) -> Bullet:
-    """Parse ``POST /api/v1/bullet-public``.
+    """Parse ``POST /api/v1/bullet-public``; every ``instanceServers`` entry is a candidate.
 
     Sample::
 
@@ -99,10 +113,16 @@ def parse_bullet(body: str | bytes) -> Bullet:
     token = data.get("token")
     if not isinstance(token, str) or not token or len(token) > 4096:
         raise BulletError("bullet response has no token")
-    servers = data.get("instanceServers")
-    if not isinstance(servers, list) or not servers or not isinstance(servers[0], dict):
+    entries = data.get("instanceServers")
+    if not isinstance(entries, list) or not entries:
         raise BulletError("bullet response has no instanceServers")
-    server = servers[0]
+    servers = tuple(_parse_server(entry) for entry in entries[:MAX_INSTANCE_SERVERS])
+    return Bullet(token, servers)
+
+
+def _parse_server(server: object) -> Server:
+    if not isinstance(server, dict):
+        raise BulletError("bullet instanceServers entry is not an object")
     endpoint = server.get("endpoint")
     if not isinstance(endpoint, str) or urlsplit(endpoint).scheme not in ("ws", "wss"):
         raise BulletError(f"bullet endpoint is not a ws:// or wss:// URL: {str(endpoint)[:200]!r}")
@@ -111,7 +131,7 @@ def parse_bullet(body: str | bytes) -> Bullet:
     for name, value in (("pingInterval", interval), ("pingTimeout", timeout)):
         if isinstance(value, bool) or not isinstance(value, int) or not 100 <= value <= 600_000:
             raise BulletError(f"bullet {name} out of range: {value!r}")
-    return Bullet(endpoint, token, interval / 1000.0, timeout / 1000.0)
+    return Server(endpoint, interval / 1000.0, timeout / 1000.0)
 
 
 def ping_message(request_id: str) -> str:
@@ -200,3 +220,38 @@ def parse_frame(text: str | bytes) -> Event:
             code_value = int(code)
         return ExchangeError(frame_id, code_value, text_value, _symbols_in_error(text_value))
     return Other(kind[:40])
+
+
+class Level1Error(RejectedInput):
+    """A level-1 REST answer is malformed, refused, or has no data."""
+
+
+def parse_level1(symbol: str, body: str | bytes) -> Tick:
+    """Parse ``GET /api/v1/market/orderbook/level1?symbol=S`` into a tick of ``symbol``.
+
+    The answer names no symbol (the request did) and ``data`` is null for one the exchange
+    does not list. Sample::
+
+        {"code":"200000","data":{"time":1704873323416,"sequence":"1545896668986",
+         "price":"0.002700","size":"12.5","bestBid":"0.0027","bestBidSize":"2",
+         "bestAsk":"0.0028","bestAskSize":"1"}}
+    """
+    if len(body) > MAX_LEVEL1_CHARS:
+        raise Level1Error("oversized", str(len(body)))
+    try:
+        raw = json.loads(body)
+    except (ValueError, RecursionError):
+        raise Level1Error("bad_json") from None
+    if not isinstance(raw, dict):
+        raise Level1Error("bad_shape", type(raw).__name__)
+    if raw.get("code") != "200000":
+        raise Level1Error("refused", f"code={str(raw.get('code'))[:20]!r} msg={str(raw.get('msg'))[:100]!r}")
+    data = raw.get("data")
+    if data is None:
+        raise Level1Error("no_data", symbol)
+    if not isinstance(data, dict):
+        raise Level1Error("bad_data")
+    try:
+        return make_tick(symbol, data.get("price"), data.get("sequence"), data.get("time"), source="rest")
+    except TickError as exc:
+        raise Level1Error(exc.reason, str(exc)) from None

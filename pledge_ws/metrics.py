@@ -71,6 +71,24 @@ class Metrics:
             "pledge_ws_recovered_ticks_total", "Missed prices replayed to recovering clients", registry=r
         )
 
+        # issue 9: the exchange side (REST fallback, error frames)
+        self.exchange_ticks = Counter(
+            "pledge_ws_exchange_ticks_total", "Ticks read from the exchange, by source", ["source"], registry=r
+        )
+        self.feed_source = Gauge(
+            "pledge_ws_feed_source",
+            "1 for the source the feed holder's prices come from now (ws or rest)",
+            ["source"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.rest_polls = Counter(
+            "pledge_ws_rest_polls_total", "Level-1 REST calls of the fallback, by result", ["result"], registry=r
+        )
+        self.exchange_errors = Counter(
+            "pledge_ws_exchange_errors_total", "type:error frames from the exchange, by code", ["code"], registry=r
+        )
+
     def exposition(self) -> bytes:
         """The text format for ``/metrics``: all live workers' values in multiprocess mode."""
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

@@ -26,6 +26,7 @@ from pledge_ws.history import LocalHistory, RedisHistory
 from pledge_ws.hub import Hub
 from pledge_ws.leader import Elector
 from pledge_ws.metrics import Metrics
+from pledge_ws.poller import RestPoller
 from pledge_ws.protocol import CLOSE_GOING_AWAY, SHUTDOWN_REASON, close_frame, error_payload, text_frame
 from pledge_ws.recoverer import Recoverer
 from pledge_ws.store import HISTORY_LIMIT, PriceBook, RedisWriter, connect_redis
@@ -45,6 +46,17 @@ class Runtime:
         self.guard = SequenceGuard()
         self.hub = Hub(settings.symbols, self.metrics, settings.slow_client_timeout)
         self.feed = ExchangeFeed(settings.kucoin_api_url, settings.symbols, self.on_exchange_tick, self.metrics)
+        self.poller: RestPoller | None = None  # the REST fallback, beside the feed (poller.py)
+        if settings.rest_fallback_interval > 0:
+            self.poller = RestPoller(
+                settings.kucoin_api_url,
+                settings.symbols,
+                settings.rest_fallback_interval,
+                self.on_exchange_tick,
+                self.metrics,
+                ws_delivering=lambda: self.feed.state.connected,
+                unavailable=lambda: self.feed.state.unavailable,
+            )
         self.redis: RedisWriter | None = None
         self.bus: BusSubscriber | None = None
         self.elector: Elector | None = None
@@ -71,6 +83,7 @@ class Runtime:
         self.shutting_down = False
         self._greenlets: list[gevent.Greenlet] = []
         self._feed_greenlet: gevent.Greenlet | None = None
+        self._poller_greenlet: gevent.Greenlet | None = None
         self._last_tick_wall: float | None = None
 
     # -- the tick path --------------------------------------------------------------------
@@ -78,7 +91,9 @@ class Runtime:
     def on_exchange_tick(self, tick: Tick) -> None:
         """Called by the feed greenlet for each parsed tick; must never block."""
         if not self.guard.accept(tick):
-            self.metrics.ticks_dropped.labels(reason="out_of_order").inc()
+            # A poll that returns a sequence already seen is the normal case, not a fault.
+            reason = "rest_unchanged" if tick.source == "rest" else "out_of_order"
+            self.metrics.ticks_dropped.labels(reason=reason).inc()
             return
         if self._is_bad_print(tick):
             return
@@ -164,16 +179,37 @@ class Runtime:
         if self._feed_greenlet is None or self._feed_greenlet.dead:
             self._feed_greenlet = gevent.spawn(self.feed.run)
             self._feed_greenlet.name = "exchange-feed"
+        if self.poller is not None and (self._poller_greenlet is None or self._poller_greenlet.dead):
+            self._poller_greenlet = gevent.spawn(self.poller.run)
+            self._poller_greenlet.name = "rest-fallback"
 
     def _stop_feed(self) -> None:
         self.feed.stop()
-        if self._feed_greenlet is not None:
-            self._feed_greenlet.kill(block=True, timeout=2)
-            self._feed_greenlet = None
+        if self.poller is not None:
+            self.poller.stop()
+        for greenlet in (self._feed_greenlet, self._poller_greenlet):
+            if greenlet is not None:
+                greenlet.kill(block=True, timeout=2)
+        self._feed_greenlet = self._poller_greenlet = None
+
+    def _feed_source(self) -> str | None:
+        """Where this feed holder's prices come from now: the WebSocket, REST, or nowhere."""
+        if self.feed.state.connected:
+            return "ws"
+        if self.poller is not None and self.poller.answering():
+            return "rest"
+        return None
 
     def _feed_status(self) -> dict[str, object]:
         state = self.feed.state
-        return {"connected": state.connected, "error": state.last_error, "unavailable": sorted(state.unavailable)}
+        source = self._feed_source()
+        return {
+            "connected": state.connected,
+            "delivering": source is not None,
+            "source": source,
+            "error": state.last_error,
+            "unavailable": sorted(state.unavailable),
+        }
 
     @property
     def role(self) -> str:
@@ -197,8 +233,8 @@ class Runtime:
         if self.shutting_down:
             reasons.append("shutting down")
         feed = self.feed_view()
-        if not feed.get("connected"):
-            reasons.append(f"exchange feed not connected: {feed.get('error')}")
+        if not feed.get("delivering", feed.get("connected")):
+            reasons.append(f"exchange feed not delivering (WebSocket: {feed.get('error')}; no REST fallback answer)")
         unavailable = feed.get("unavailable") or []
         if isinstance(unavailable, list) and self.settings.primary_symbol in unavailable:
             reasons.append(f"primary symbol {self.settings.primary_symbol} not found on the exchange")
@@ -213,11 +249,10 @@ class Runtime:
 
     def is_live(self) -> bool:
         """Whether prices served now are current, or possibly stale."""
-        if self.elector is None:
-            return self.feed.state.connected
-        if self.elector.is_leader:
-            return self.feed.state.connected
-        return bool(self.bus and self.bus.connected and self.feed_view().get("connected"))
+        if self.elector is None or self.elector.is_leader:
+            return self._feed_source() is not None
+        feed = self.feed_view()
+        return bool(self.bus and self.bus.connected and feed.get("delivering", feed.get("connected")))
 
     def watch_liveness(self, interval: float = 1.0) -> None:
         """Tell clients when prices stop being current, instead of leaving them in silence.
@@ -228,6 +263,8 @@ class Runtime:
         """
         was_live = False
         while True:
+            if self.elector is None or self.elector.is_leader:
+                self.metrics.feed_source.labels(source="ws").set(1 if self.feed.state.connected else 0)
             live = self.is_live()
             if live != was_live and (was_live or self._last_tick_wall is not None):
                 self.hub.set_notice(None if live else STALE_NOTICE)

@@ -136,6 +136,7 @@ def register_views(app: Flask, sock: Sock, runtime: Runtime) -> None:
                 "ts": tick.ts,
                 "age_ms": age_ms,
                 "stale": not runtime.is_live(),
+                "source": tick.source,
             }
         )
 
@@ -177,7 +178,13 @@ def register_views(app: Flask, sock: Sock, runtime: Runtime) -> None:
             "role": runtime.role,
             "pid": os.getpid(),
             "leader": runtime.elector.leader_identity() if runtime.elector else None,
-            "feed": {"connected": bool(feed.get("connected")), "unavailable_symbols": feed.get("unavailable", [])},
+            "feed": {
+                "connected": bool(feed.get("connected")),
+                "delivering": bool(feed.get("delivering", feed.get("connected"))),
+                "source": feed.get("source"),
+                "error": feed.get("error") or None,
+                "unavailable_symbols": feed.get("unavailable", []),
+            },
             "redis": None if runtime.redis is None else {"bus": bool(runtime.bus and runtime.bus.connected)},
             "connections": len(runtime.hub.connections),
         }

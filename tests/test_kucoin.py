@@ -82,9 +82,69 @@ def test_malformed_frames_raise_frame_error_with_reason(text, reason):
 
 def test_parse_bullet():
     bullet = kucoin.parse_bullet(json.dumps(BULLET))
-    assert bullet == kucoin.Bullet("wss://ws-api-spot.kucoin.com/", "2neAiuYvAU61ZDXANAGAsiL4", 18.0, 10.0)
+    server = kucoin.Server("wss://ws-api-spot.kucoin.com/", 18.0, 10.0)
+    assert bullet == kucoin.Bullet("2neAiuYvAU61ZDXANAGAsiL4", (server,))
     url = bullet.connect_url("abc123")
     assert url == "wss://ws-api-spot.kucoin.com/?token=2neAiuYvAU61ZDXANAGAsiL4&connectId=abc123"
+
+
+def test_every_instance_server_is_a_candidate_in_turn():
+    body = json.loads(json.dumps(BULLET))
+    second = {**body["data"]["instanceServers"][0], "endpoint": "wss://ws-b.example/", "pingInterval": 5000}
+    body["data"]["instanceServers"].append(second)
+    bullet = kucoin.parse_bullet(json.dumps(body))
+    assert [bullet.server(n).endpoint for n in range(3)] == [
+        "wss://ws-api-spot.kucoin.com/",
+        "wss://ws-b.example/",
+        "wss://ws-api-spot.kucoin.com/",
+    ]
+    assert bullet.server(1).ping_interval == 5.0
+    assert bullet.connect_url("c", 1).startswith("wss://ws-b.example/?token=")
+
+
+LEVEL1 = {
+    "code": "200000",
+    "data": {
+        "time": 1704873323416,
+        "sequence": "1545896668986",
+        "price": "0.002700",
+        "size": "12.5",
+        "bestBid": "0.0027",
+        "bestBidSize": "2",
+        "bestAsk": "0.0028",
+        "bestAskSize": "1",
+    },
+}
+
+
+def test_parse_level1_keeps_the_exchange_strings_and_marks_the_source():
+    tick = kucoin.parse_level1("PLGR-USDT", json.dumps(LEVEL1))
+    assert (tick.symbol, tick.price, tick.sequence, tick.ts, tick.source) == (
+        "PLGR-USDT",
+        "0.002700",
+        "1545896668986",
+        1704873323416,
+        "rest",
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ('{"code":"200000","data":null}', "no_data"),
+        ('{"code":"400100","msg":"bad symbol"}', "refused"),
+        ("[]", "bad_shape"),
+        ("<html>", "bad_json"),
+        ('{"code":"200000","data":[1]}', "bad_data"),
+        ('{"code":"200000","data":{"time":1,"sequence":"12","price":"-1"}}', "bad_price"),
+        ('{"code":"200000","data":{"time":1,"price":"1.0"}}', "bad_sequence"),
+        ("x" * 20000, "oversized"),
+    ],
+)
+def test_bad_level1_answers_raise_level1_error_with_reason(body, reason):
+    with pytest.raises(kucoin.Level1Error) as info:
+        kucoin.parse_level1("PLGR-USDT", body)
+    assert info.value.reason == reason
 
 
 @pytest.mark.parametrize(

@@ -82,6 +82,34 @@ def test_bullet_parser_raises_only_bullet_error(text):
         kucoin.parse_bullet(text)
 
 
+level1_data = st.fixed_dictionaries(
+    {},
+    optional={
+        "time": st.one_of(st.integers(), st.text(max_size=5), st.none()),
+        "sequence": st.one_of(st.text(max_size=12), st.integers(), st.none()),
+        "price": st.one_of(st.text(max_size=12), st.floats(), st.none()),
+        "size": st.text(max_size=5),
+    },
+)
+level1_bodies = st.one_of(
+    st.text(max_size=200),
+    json_values.map(json.dumps),
+    deep,
+    st.fixed_dictionaries({"code": st.sampled_from(["200000", "429000", 200000]), "data": level1_data}).map(json.dumps),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(level1_bodies)
+def test_level1_parser_raises_only_level1_error_and_keeps_strings(text):
+    try:
+        tick = kucoin.parse_level1("PLGR-USDT", text)
+    except kucoin.Level1Error:
+        return
+    raw = json.loads(text)["data"]
+    assert (tick.price, tick.sequence, tick.ts, tick.source) == (raw["price"], raw["sequence"], raw["time"], "rest")
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.one_of(st.text(max_size=200), json_values.map(json.dumps), deep))
 def test_bus_messages_raise_only_tick_error(text):

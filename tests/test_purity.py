@@ -5,7 +5,19 @@ from pathlib import Path
 
 import pytest
 
-PURE = ["config", "kucoin", "ticks", "clock", "protocol", "recovery"]
+PURE = [
+    "config",
+    "kucoin",
+    "ticks",
+    "clock",
+    "protocol",
+    "recovery",
+    "fallback",
+    "simulator/model",
+    "simulator/faults",
+    "simulator/exchange",
+    "simulator/malformed",
+]
 IO_LIBS = {"gevent", "redis", "websocket", "flask", "flask_sock", "simple_websocket", "socket", "urllib.request"}
 
 
