@@ -64,6 +64,10 @@ class PollSchedule:
         """How long one pass over every symbol takes when every call succeeds."""
         return self.spacing * len(self.symbols)
 
+    def wait(self, now: float) -> float:
+        """Seconds until any call may go (0: now)."""
+        return max(0.0, self._next_at - now)
+
     def due(self, now: float, skip: frozenset[str] = frozenset()) -> tuple[str | None, float]:
         """``(symbol, 0)`` when a call may go now, else ``(None, seconds to wait)``."""
         if now < self._next_at:

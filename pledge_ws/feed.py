@@ -76,7 +76,8 @@ class ExchangeFeed:
         self.symbols = symbols
         self.on_tick = on_tick
         self.metrics = metrics
-        self.backoff = backoff or Backoff(base=0.25, cap=15.0)
+        # Capped at 8 s: one link per deployment, and a link back must deliver within 10 s.
+        self.backoff = backoff or Backoff(base=0.25, cap=8.0)
         self.now = now
         self.max_session_age = max_session_age
         self.state = FeedState()

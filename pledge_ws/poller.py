@@ -5,7 +5,9 @@ link has not delivered for :data:`DOWN_GRACE` seconds (a new leader's link count
 until it subscribes), each symbol's ``GET /api/v1/market/orderbook/level1`` is polled on
 :class:`~pledge_ws.fallback.PollSchedule`'s timetable and every answer goes to ``on_tick``, the
 same path as WebSocket ticks: the order guard drops a sequence already seen, so an unchanged
-price pushes nothing and a switch in either direction never sends an older price.
+price pushes nothing and a switch in either direction never sends an older price. When the
+WebSocket delivers again, each symbol is polled once more (the ticker only sends the next
+trade, so a price that moved since its last poll would otherwise wait for one), then polls stop.
 """
 
 from __future__ import annotations
@@ -61,14 +63,23 @@ class RestPoller:
         """Poll while the WebSocket is down; returns only after :meth:`stop`."""
         self._stopped = False
         down_since: float | None = self.now()  # a new feed holder's link is down until it delivers
+        handover: list[str] = []
         try:
             while not self._stopped:
                 now = self.now()
                 if self.ws_delivering():
                     down_since = None
-                    self._switch(False)
-                    gevent.sleep(CHECK_EVERY)
+                    if self.polling:
+                        # The ticker sends nothing until the next trade: one last poll of each
+                        # symbol closes the seam for a price that moved since its last poll.
+                        handover = [s for s in self.schedule.symbols if s not in self.unavailable()]
+                        self._switch(False)
+                    if handover and self.schedule.wait(now) == 0:
+                        self._poll(handover.pop(0))
+                        continue
+                    gevent.sleep(min(CHECK_EVERY, self.schedule.wait(now)) if handover else CHECK_EVERY)
                     continue
+                handover = []
                 if down_since is None:
                     down_since = now
                 if now - down_since < DOWN_GRACE:

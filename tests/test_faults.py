@@ -71,7 +71,7 @@ def test_exchange_silent_60s_then_back(service, simulator):
     # The client was told, not left in silence; so was one that connected meanwhile.
     assert {"code": -1, "data": "price feed interrupted"} in seen
     assert late_notice == {"code": -1, "data": "price feed interrupted"}
-    service.wait_ready(timeout=25)  # the feed's backoff is capped at 15 s
+    service.wait_ready(timeout=25)  # the feed's backoff is capped at 8 s
     simulator.set_price("PLGR-USDT", "0.000501")
     assert client.wait_price("0.000501", timeout=10)["data"] == "0.000501"
     assert service.get("/price")[1]["stale"] is False

@@ -148,6 +148,7 @@ def create_simulator_app(
 
     @app.get("/api/v1/market/orderbook/level1")
     def level1() -> Response:
+        exchange.rest_calls += 1
         failure = exchange.faults.take_rest_failure()
         if failure is not None:
             return _rest_failure(*failure)

@@ -101,7 +101,8 @@ class Exchange:
         self._peers: set[Peer] = set()
         self._tokens: OrderedDict[str, None] = OrderedDict()
         self.faults = Faults(monotonic)
-        self.rest_polls = 0
+        self.rest_polls = 0  # level-1 answers given
+        self.rest_calls = 0  # level-1 requests, refused ones included
         self.dead_endpoint_refused = 0
         self.connections_total = 0
         self.bullets = 0
@@ -410,5 +411,6 @@ class Exchange:
             "last": last,
             "pings": self.pings,
             "rest_polls": self.rest_polls,
+            "rest_calls": self.rest_calls,
             "dead_endpoint_refused": self.dead_endpoint_refused,
         }
