@@ -17,6 +17,7 @@ PURE = [
     "simulator/faults",
     "simulator/exchange",
     "simulator/malformed",
+    "simulator/bullets",
 ]
 IO_LIBS = {"gevent", "redis", "websocket", "flask", "flask_sock", "simple_websocket", "socket", "urllib.request"}
 

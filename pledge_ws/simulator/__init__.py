@@ -21,7 +21,7 @@ answers from the same books and sequence space as the ticker. A JSON control API
 | ``reset`` | | every fault off |
 
 One job per module: ``model`` (limits, prices, books, frame encoding), ``faults`` (what is
-broken, pure), ``exchange`` (every protocol decision, pure), ``malformed`` (bad frames),
+broken, pure), ``bullets`` (tokens), ``exchange`` (every protocol decision, pure), ``malformed`` (bad frames),
 ``peers`` (gevent I/O: ticker and WebSocket peers), ``app`` (the HTTP surface), ``cli``.
 Nothing is imported here, so ``python -m`` can monkey-patch before gevent's modules load;
 the names below are loaded on first use.

@@ -15,7 +15,8 @@ from flask import Flask, Response, g, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed, Server
 
-from pledge_ws.simulator.exchange import DEAD_ENDPOINT, Exchange
+from pledge_ws.simulator.bullets import DEAD_ENDPOINT
+from pledge_ws.simulator.exchange import Exchange
 from pledge_ws.simulator.model import (
     BULLET_FAIL_MODES,
     DEFAULT_SYMBOLS,

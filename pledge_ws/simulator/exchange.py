@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import math
 import random
-import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
+from pledge_ws.simulator.bullets import DEAD_ENDPOINT, Tokens, bullet_body
 from pledge_ws.simulator.faults import ERROR_TEXTS, Faults
 from pledge_ws.simulator.malformed import malformed_text
 from pledge_ws.simulator.model import (
@@ -21,7 +20,6 @@ from pledge_ws.simulator.model import (
     DROP_MODES,
     FALLBACK_START_PRICE,
     MALFORMED_KINDS,
-    MAX_OUTSTANDING_TOKENS,
     MAX_RATE,
     MAX_SYMBOLS_PER_TOPIC,
     PRICE_RE,
@@ -39,8 +37,6 @@ from pledge_ws.simulator.model import (
     parse_price,
 )
 
-# A path the simulator's HTTP server refuses to upgrade: the "dead" first instanceServer.
-DEAD_ENDPOINT = "/dead-endpoint"
 LEVEL1_FIELDS = ("time", "sequence", "price", "size", "bestBid", "bestBidSize", "bestAsk", "bestAskSize")
 
 
@@ -99,7 +95,7 @@ class Exchange:
         self._rate = self._check_rate(rate)
         self._subscribers: dict[str, set[Peer]] = {symbol: set() for symbol in symbols}
         self._peers: set[Peer] = set()
-        self._tokens: OrderedDict[str, None] = OrderedDict()
+        self.tokens = Tokens()
         self.faults = Faults(monotonic)
         self.rest_polls = 0  # level-1 answers given
         self.rest_calls = 0  # level-1 requests, refused ones included
@@ -159,39 +155,14 @@ class Exchange:
     def take_bullet_failure(self) -> str | None:
         return self.faults.take_bullet_failure()
 
-    def issue_token(self) -> str:
-        token = secrets.token_urlsafe(48)
-        self._tokens[token] = None
-        while len(self._tokens) > MAX_OUTSTANDING_TOKENS:
-            self._tokens.popitem(last=False)
-        self.bullets += 1
-        return token
-
     def consume_token(self, token: str) -> bool:
-        """Tokens are single-use: True once for an issued token, then never again."""
-        return self._tokens.pop(token, False) is None
+        return self.tokens.consume(token)
 
     def bullet_body(self, host: str) -> dict[str, Any]:
         """``POST /api/v1/bullet-public`` as KuCoin answers it, pointing back at ``host``."""
-        return {
-            "code": "200000",
-            "data": {
-                "token": self.issue_token(),
-                "instanceServers": [self._server(host, path) for path in self._endpoint_paths()],
-            },
-        }
-
-    def _endpoint_paths(self) -> tuple[str, ...]:
-        return (DEAD_ENDPOINT, "/endpoint") if self.faults.dead_first_server else ("/endpoint",)
-
-    def _server(self, host: str, path: str) -> dict[str, Any]:
-        return {
-            "endpoint": f"ws://{host}{path}",
-            "encrypt": False,
-            "protocol": "websocket",
-            "pingInterval": self.ping_interval_ms,
-            "pingTimeout": self.ping_timeout_ms,
-        }
+        self.bullets += 1
+        paths = (DEAD_ENDPOINT, "/endpoint") if self.faults.dead_first_server else ("/endpoint",)
+        return bullet_body(self.tokens.issue(), host, paths, self.ping_interval_ms, self.ping_timeout_ms)
 
     # -- connections ----------------------------------------------------------------------
 
