@@ -46,6 +46,9 @@ def test_values_are_parsed():
         ({"ALLOWED_ORIGINS": "evil"}, "ALLOWED_ORIGINS: invalid origin"),
         ({"TRUSTED_PROXIES": "nope"}, "TRUSTED_PROXIES: invalid address"),
         ({"PRICE_KEY": "a b"}, "PRICE_KEY: invalid Redis key"),
+        ({"SYMBOLS": ",".join(f"S{i}-USDT" for i in range(301))}, "SYMBOLS: at most 300 symbols"),
+        ({"REST_FALLBACK_INTERVAL": "0.1"}, "REST_FALLBACK_INTERVAL: 0 (off) or at least 0.5"),
+        ({"REST_FALLBACK_INTERVAL": "-1"}, "REST_FALLBACK_INTERVAL: must be at least"),
     ],
 )
 def test_bad_configuration_names_the_variable(env, message):
@@ -58,3 +61,9 @@ def test_bad_configuration_names_the_variable(env, message):
 def test_mask_url_hides_password():
     assert mask_url("redis://user:secret@host:6379/0") == "redis://user:***@host:6379/0"
     assert mask_url("redis://host:6379") == "redis://host:6379"
+
+
+def test_three_hundred_symbols_and_fallback_settings_are_accepted():
+    settings = load_settings({"SYMBOLS": ",".join(f"S{i}-USDT" for i in range(300)), "REST_FALLBACK_INTERVAL": "0"})
+    assert len(settings.symbols) == 300 and settings.rest_fallback_interval == 0
+    assert load_settings({}).rest_fallback_interval == 2.0
