@@ -50,6 +50,7 @@ class FeedState:
     unavailable: set[str] = field(default_factory=set)
     last_tick_at: float | None = None
     sessions: int = 0
+    subscriptions: int = 0  # sessions that reached "subscribed": each one's ticker starts silent
 
 
 def fetch_bullet(api_url: str, timeout: float) -> bytes:
@@ -237,6 +238,7 @@ class ExchangeFeed:
     def _mark_connected(self) -> None:
         self._delivered = True
         if not self.state.connected:
+            self.state.subscriptions += 1
             self.state.connected = True
             self.state.last_error = ""
             self.metrics.upstream_connected.set(1)

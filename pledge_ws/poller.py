@@ -5,9 +5,9 @@ link has not delivered for :data:`DOWN_GRACE` seconds (a new leader's link count
 until it subscribes), each symbol's ``GET /api/v1/market/orderbook/level1`` is polled on
 :class:`~pledge_ws.fallback.PollSchedule`'s timetable and every answer goes to ``on_tick``, the
 same path as WebSocket ticks: the order guard drops a sequence already seen, so an unchanged
-price pushes nothing and a switch in either direction never sends an older price. When the
-WebSocket delivers again, each symbol is polled once more (the ticker only sends the next
-trade, so a price that moved since its last poll would otherwise wait for one), then polls stop.
+price pushes nothing and a switch in either direction never sends an older price. Each time
+the WebSocket (re)subscribes, each symbol is polled once (the ticker only sends the next
+trade, so a price that moved during the gap would otherwise wait for one); then polls stop.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class RestPoller:
         metrics: Metrics,
         ws_delivering: Callable[[], bool],
         unavailable: Callable[[], set[str]] = set,
+        subscriptions: Callable[[], int] = lambda: 0,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
         self.api_url = api_url
@@ -51,6 +52,7 @@ class RestPoller:
         self.metrics = metrics
         self.ws_delivering = ws_delivering
         self.unavailable = unavailable
+        self.subscriptions = subscriptions
         self.now = now
         self.polling = False
         self._stopped = False
@@ -64,16 +66,19 @@ class RestPoller:
         self._stopped = False
         down_since: float | None = self.now()  # a new feed holder's link is down until it delivers
         handover: list[str] = []
+        subscribed = 0
         try:
             while not self._stopped:
                 now = self.now()
                 if self.ws_delivering():
                     down_since = None
-                    if self.polling:
-                        # The ticker sends nothing until the next trade: one last poll of each
-                        # symbol closes the seam for a price that moved since its last poll.
+                    self._switch(False)
+                    if self.subscriptions() != subscribed:
+                        # A new subscription's ticker sends nothing until the next trade (on an
+                        # illiquid pair, minutes): one poll of each symbol closes the seam for
+                        # a price that moved during the gap (the order guard drops the rest).
+                        subscribed = self.subscriptions()
                         handover = [s for s in self.schedule.symbols if s not in self.unavailable()]
-                        self._switch(False)
                     if handover and self.schedule.wait(now) == 0:
                         self._poll(handover.pop(0))
                         continue

@@ -56,6 +56,7 @@ class Runtime:
                 self.metrics,
                 ws_delivering=lambda: self.feed.state.connected,
                 unavailable=lambda: self.feed.state.unavailable,
+                subscriptions=lambda: self.feed.state.subscriptions,
             )
         self.redis: RedisWriter | None = None
         self.bus: BusSubscriber | None = None

@@ -48,7 +48,9 @@ def test_ws_down_rest_up_then_ws_back_keeps_clients_current_and_ordered(service_
     frames.append(client.wait_price("0.002700"))
     assert svc.get("/price")[1]["source"] == "ws"
 
-    # A healthy WebSocket is never accompanied by polls.
+    # After the subscription's one hand-over poll, a healthy WebSocket has no polls.
+    wait_until(lambda: rest_calls(simulator) >= 1, 3, what="the hand-over poll after subscribing")
+    time.sleep(2 * INTERVAL)
     before = rest_calls(simulator)
     drain(client, frames, 3)
     assert rest_calls(simulator) == before
@@ -92,15 +94,31 @@ def test_ws_down_rest_up_then_ws_back_keeps_clients_current_and_ordered(service_
 def test_a_429_is_waited_out(service_factory, simulator):
     svc = service_factory(KUCOIN_API_URL=simulator.url, REST_FALLBACK_INTERVAL=str(INTERVAL))
     svc.wait_ready()
+    wait_until(lambda: rest_calls(simulator) >= 1, 3, what="the hand-over poll after subscribing")
+    time.sleep(1.5)
+    base = rest_calls(simulator)
     simulator.control("rest-limit", ms=4000)
     limited_at = time.monotonic()
     simulator.control("ws-down", seconds=60)
-    wait_until(lambda: rest_calls(simulator) >= 1, 5, what="the first poll")
+    wait_until(lambda: rest_calls(simulator) >= base + 1, 5, what="the first poll")
     simulator.set_price("PLGR-USDT", "0.003300")
     time.sleep(max(0.0, limited_at + 3.5 - time.monotonic()))
-    assert rest_calls(simulator) == 1  # the 429's reset was honoured: no second call
+    assert rest_calls(simulator) == base + 1  # the 429's reset was honoured: no second call
     wait_until(lambda: svc.get("/price")[1]["price"] == "0.003300", 4 + INTERVAL + 3, what="price after the reset")
     assert svc.metric("pledge_ws_rest_polls_total", 'result="rate_limited"') == 1
+
+
+def test_a_price_moved_during_a_reconnect_arrives_without_another_trade(service_factory, simulator):
+    svc = service_factory(KUCOIN_API_URL=simulator.url, REST_FALLBACK_INTERVAL=str(INTERVAL))
+    svc.wait_ready()
+    client = Client(svc.ws_url)
+    time.sleep(10.5)  # a healthy session: the reconnect after the drop waits only 0.125-0.25 s,
+    # less than the fallback's 0.5 s grace, so no fallback poll happens in the gap
+    simulator.control("drop", mode="reset")
+    simulator.set_price("PLGR-USDT", "0.007700")  # while the link is down; no trade follows
+    client.wait_price("0.007700", timeout=8)
+    assert svc.get("/price")[1]["price"] == "0.007700"
+    client.close()
 
 
 def test_fallback_off_never_polls(service_factory, simulator):
