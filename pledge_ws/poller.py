@@ -108,6 +108,7 @@ class RestPoller:
         if polling == self.polling:
             return
         self.polling = polling
+        self.schedule.forget()  # only answers since this switch count (not hand-over polls)
         if polling:
             log.warning(
                 "exchange WebSocket not delivering: polling level-1 REST (one call every %.2fs)",
@@ -115,7 +116,6 @@ class RestPoller:
                 extra={"event": "feed_source", "source": "rest"},
             )
         else:
-            self.schedule.forget()
             log.info("exchange WebSocket delivering: REST polls stop", extra={"event": "feed_source", "source": "ws"})
         self._report_source()
 
