@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-PURE = ["config", "kucoin", "ticks", "clock", "protocol", "recovery"]
+PURE = ["config", "kucoin", "ticks", "clock", "protocol", "recovery", "redis_url", "fencing", "liveness"]
 IO_LIBS = {"gevent", "redis", "websocket", "flask", "flask_sock", "simple_websocket", "socket", "urllib.request"}
 
 
