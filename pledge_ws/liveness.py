@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 
-LIVE_WINDOW = 3.0  # the leader beats every second (leader.py): three missed beats is an outage
+LIVE_WINDOW = 2.5  # the leader beats every second (leader.py): two missed beats is an outage
 
 
 class Liveness:

@@ -245,7 +245,7 @@ class Runtime:
             return self.feed.state.connected
         return bool(self.bus and self.bus.connected and self.liveness.live(time.monotonic()))
 
-    def watch_liveness(self, interval: float = 1.0) -> None:
+    def watch_liveness(self, interval: float = 0.5) -> None:
         """Tell clients when prices stop being current, instead of leaving them in silence.
 
         On the transition to stale every client gets a code -1 "price feed interrupted"

@@ -179,6 +179,7 @@ class Reader:
         self.ws = websocket.create_connection(url, timeout=5)
         self.frames: list[tuple[float, str, int, int, str]] = []  # (recv wall, symbol, seq, ts, price)
         self.violations: list[str] = []
+        self.notices: list[tuple[float, str]] = []  # (recv wall, data) of code -1 frames
         self.closed: str | None = None
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -204,6 +205,8 @@ class Reader:
                 self.closed = repr(exc)
                 return
             message = json.loads(raw)
+            if message.get("code") == -1:
+                self.notices.append((time.time(), message.get("data")))
             if message.get("code") != 0:
                 continue
             symbol, seq = message["symbol"], int(message["seq"])

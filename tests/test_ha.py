@@ -120,3 +120,33 @@ def test_leader_steps_down_after_a_redis_restart_past_the_ttl(redis):
         for svc in services:
             svc.stop()
         sim.stop()
+
+
+def test_followers_tell_clients_during_a_leader_outage_and_never_while_prices_flow(cluster, redis):
+    _sim, services, readers = cluster
+    for svc in services:
+        readers.extend(Reader(svc.ws_url) for _ in range(6))
+    wait_until(lambda: all(r.frames for r in readers), 10, what="every client to get prices")
+    leader = redis_lib.Redis(port=redis.port, decode_responses=True).get("pledge_ws:leader")
+    os.kill(int(leader.split(":")[1]), signal.SIGKILL)
+    killed = time.time()
+    time.sleep(1)
+    survivors = [r for r in readers if r.closed is None]
+    wait_until(lambda: all(r.first_after(killed + 0.5) for r in survivors), 15, what="prices again")
+    time.sleep(4)  # prices flow: no notice may come now
+    told = 0
+    for reader in survivors:
+        resumed = reader.first_after(killed + 0.5)
+        for at, data in reader.notices:
+            assert data == "price feed interrupted"
+            when = f"notice {at - killed:.2f}s after the kill, prices back at {resumed - killed:.2f}s"
+            assert killed < at < resumed, when
+            told += 1
+    gaps = [r.first_after(killed + 0.5) - killed for r in survivors]
+    firsts = [min(at for at, _ in r.notices) - killed for r in survivors if r.notices]
+    print(
+        f"leader kill -9: prices back on followers after {min(gaps):.2f}-{max(gaps):.2f}s; "
+        f"{told} notices on {len(survivors)} clients, first {min(firsts, default=-1):.2f}s after the kill"
+    )
+    assert 0 < len(survivors) < len(readers)
+    assert told >= len(survivors) // 2  # told during the outage (the gap is longer than the window)
