@@ -9,7 +9,11 @@ connected yet" made followers report an outage while prices were already flowing
 heartbeat or a tick heard within :data:`LIVE_WINDOW` is proof; silence is the outage.
 
 It also keeps the newest term heard: ticks and beats of an older term come from a deposed
-leader and are refused (:meth:`Liveness.tick` returns False).
+leader and are refused (:meth:`Liveness.tick` returns False), as long as the newest term's
+leader is itself heard. Once it has been silent for the window, a lower term is accepted:
+a failover that lost several term increments can make the next leader's term lower than one
+a follower already heard, and that follower must not ignore the only live leader for ever.
+(A deposed leader cannot publish by then anyway: its lease lapsed, leader.py.)
 """
 
 from __future__ import annotations
@@ -24,14 +28,22 @@ class Liveness:
         self.window = window
         self.newest_term = 0
         self._heard_at: float | None = None  # a tick, or a beat saying the feed delivers
+        self._newest_at: float | None = None  # when the newest term was last heard
         self._beat_at: float | None = None
         self._status: dict[str, object] = {}
 
-    def tick(self, term: int, now: float, heard: bool = True) -> bool:
-        """A tick from the bus (``heard``) or read back from Redis; False: an older term."""
-        if term < self.newest_term:
+    def _admit(self, term: int, now: float, heard: bool) -> bool:
+        if term < self.newest_term and self._newest_at is not None and now - self._newest_at <= self.window:
             return False
         self.newest_term = term
+        if heard:
+            self._newest_at = now
+        return True
+
+    def tick(self, term: int, now: float, heard: bool = True) -> bool:
+        """A tick from the bus (``heard``) or read back from Redis; False: an older term."""
+        if not self._admit(term, now, heard):
+            return False
         if heard:
             self._heard_at = now
         return True
@@ -47,9 +59,8 @@ class Liveness:
         term = status.get("term")
         if isinstance(term, bool) or not isinstance(term, int) or term < 0:
             return False
-        if term < self.newest_term:
+        if not self._admit(term, now, heard=True):
             return True
-        self.newest_term = term
         self._beat_at = now
         self._status = status
         if status.get("delivering", status.get("connected")) is True:

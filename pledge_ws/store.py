@@ -183,6 +183,8 @@ class RedisWriter:
         self._rewrite_due = False  # a new Redis server (or one back): rewrite once we may write
 
     def offer(self, tick: Tick) -> None:
+        if self.fence() is None:  # held until the lease is renewed (or dropped if deposed)
+            self.metrics.fenced_writes.labels(reason="lease_lapsed").inc()
         if len(self._unwritten) == MAX_UNWRITTEN:
             self.metrics.ticks_dropped.labels(reason="redis_backlog_full").inc()
         self._unwritten.append(tick)
