@@ -111,6 +111,10 @@ class LocalHistory:
             del entries[: -self.limit]
             del orders[: -self.limit]
 
+    def last_order(self, symbol: str) -> int | None:
+        orders = self._orders.get(symbol)
+        return orders[-1] if orders else None
+
     def mark_gap(self, symbols: Iterable[str]) -> None:
         self._gap.update(symbols)
 
@@ -159,6 +163,18 @@ class RedisHistory:
             log.warning("could not read the history of %s: %s", symbol, exc, extra={"event": "redis_error"})
             return None
         return self._parse(raw)
+
+    def tops(self, symbols: Iterable[str]) -> dict[str, int] | None:
+        """The newest sequence in each symbol's Stream (absent: empty); None if unreadable."""
+        names = list(symbols)
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for symbol in names:
+                pipe.xrevrange(stream_key(symbol), count=1)
+            replies = pipe.execute()
+        except redis.RedisError:
+            return None
+        return {s: int(r[0][0].split(b"-")[0]) for s, r in zip(names, replies, strict=True) if r}
 
     def tail(self, symbol: str) -> tuple[list[Tick], list[Entry]]:
         """The whole kept history of ``symbol`` (ticks and entries), oldest first; read at start."""

@@ -126,8 +126,15 @@ class Runtime:
         if self.redis is None:
             return
         if self.elector is None or not self.elector.is_leader:
-            # Bus messages may have been missed: the local history's chain breaks here.
-            self.history.mark_gap(self.settings.symbols)
+            # Bus messages may have been missed: the local history's chain breaks here, unless
+            # the Stream's top is our own last entry (XADD precedes PUBLISH, so nothing was
+            # published before our SUBSCRIBE that we lack). Without this, a worker restarted
+            # while prices were still broke the chain for nothing, and if it became the leader,
+            # recovery across that failover answered "not recovered".
+            tops = self.shared_history.tops(self.settings.symbols) if self.shared_history else None
+            self.history.mark_gap(
+                s for s in self.settings.symbols if tops is None or tops.get(s) != self.history.last_order(s)
+            )
         for tick in sorted(self.redis.read_latest(self.settings.symbols), key=lambda t: t.order):
             self.on_bus_tick(tick, heard=False)  # read back, not heard: no proof the feed is live
 
