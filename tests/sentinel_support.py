@@ -96,13 +96,13 @@ class SentinelDeployment:
                 lines.append(f"sentinel auth-pass {SERVICE} {self.password}")
             conf.write_text("\n".join(lines) + "\n")
             self._sentinels.append(Process(f"sentinel-{port}", ["redis-server", str(conf), "--sentinel"]))
-        wait_until(self._settled, 20, interval=0.2, what="sentinels to know the master, its replica and each other")
+        wait_until(self.settled, 20, interval=0.2, what="sentinels to know the master, its replica and each other")
         return self
 
     def sentinel(self, port: int) -> redis.Redis:
         return redis.Redis(port=port, socket_timeout=1, decode_responses=True)
 
-    def _settled(self) -> bool:
+    def settled(self) -> bool:
         for port in self.sentinel_ports:
             state = self.sentinel(port).sentinel_master(SERVICE)
             if state["num-other-sentinels"] < 2 or state["num-slaves"] < 1 or state["flags"] != "master":
@@ -132,6 +132,12 @@ class SentinelDeployment:
     def kill_master(self) -> tuple[Node, float]:
         node = self.master()
         node.kill()
+        return node, time.monotonic()
+
+    def manual_failover(self) -> tuple[Node, float]:
+        """``SENTINEL FAILOVER``: the master is demoted while alive, its connections stay open."""
+        node = self.master()
+        self.sentinel(self.sentinel_ports[0]).execute_command("SENTINEL", "FAILOVER", SERVICE)
         return node, time.monotonic()
 
     def wait_new_master(self, old: Node, timeout: float = 15) -> Node:
@@ -238,7 +244,9 @@ class KeyPoller:
         self.read, self.symbols, self.interval = read, symbols, interval
         self.samples = 0
         self.errors = 0
+        self.phase = ""  # set by the test; each violation is recorded with it
         self.violations: list[str] = []
+        self.by_phase: dict[str, list[str]] = {}
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -256,12 +264,17 @@ class KeyPoller:
             for symbol, tick in ticks.items():
                 seq = int(tick["seq"])
                 if seq < last.get(symbol, -1):
-                    self.violations.append(f"{symbol}: key went back from seq {last[symbol]} to {seq}")
+                    self._violation(f"{symbol}: key went back from seq {last[symbol]} to {seq}")
                 last[symbol] = max(seq, last.get(symbol, -1))
             first = ticks.get(self.symbols[0])
             if first is not None and primary is not None and primary != first["price"]:
-                self.violations.append(f"primary key {primary!r} != {first['price']!r} (read together)")
+                self._violation(f"primary key {primary!r} != {first['price']!r} (read together)")
             time.sleep(self.interval)
+
+    def _violation(self, text: str) -> None:
+        self.by_phase.setdefault(self.phase, []).append(text)
+        if not self.phase.startswith("allowed:"):
+            self.violations.append(text)
 
     def stop(self) -> None:
         self._stop = True

@@ -97,3 +97,35 @@ def test_lua_script_agrees_with_the_rule(redis):
     assert client.get("pledge_ws:price:X") is None
     client.delete("pledge_ws:leader")  # a failover that lost the lock: nobody may write
     assert script(keys=["pledge_ws:leader", "pledge_ws:price:X"], args=args) == b"not_leader"
+
+
+def test_stream_append_follows_a_sequence_reset_and_nothing_else(redis):
+    import redis as redis_lib
+
+    from pledge_ws.history import LocalHistory, RedisHistory, stream_key
+
+    client = redis_lib.Redis(port=redis.port)
+    local = LocalHistory(10)
+    shared = RedisHistory(client, local)
+    guard = SequenceGuard()  # as in the runtime: memory only gets what the guard accepts
+
+    def append(seq: int, ts: int) -> None:
+        tick = Tick("A-B", "1.0", str(seq), ts)
+        pipe = client.pipeline(transaction=False)
+        shared.append(pipe, tick)
+        pipe.execute()
+        if guard.accept(tick):
+            local.append(tick)
+
+    def ids() -> list[int]:
+        return [int(i.decode().split("-")[0]) for i, _ in client.xrange(stream_key("A-B"))]
+
+    append(1000, T0)
+    append(1001, T0 + 1)
+    append(999, T0 + 2)  # older: refused, a no-op
+    append(1001, T0 + RESET_AFTER_MS)  # a repeat never passes
+    assert ids() == [1000, 1001]
+    append(10, T0 + RESET_AFTER_MS + 1)  # the exchange restarted its sequence
+    append(11, T0 + RESET_AFTER_MS + 2)
+    assert ids() == [10, 11]
+    assert [e.order for e in local.since("A-B", 0)] == [10, 11]  # memory drops the old space too

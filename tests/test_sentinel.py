@@ -64,9 +64,10 @@ def _settled_keys_right(sentinels: SentinelDeployment, sim: Simulator, price: st
         sim.control("rate", rate=5)
 
 
-def _failover(sentinels: SentinelDeployment, readers: list[Reader]) -> float:
-    """kill -9 the master; returns seconds until every client had a price made after the kill."""
-    old, _ = sentinels.kill_master()
+def _failover(sentinels: SentinelDeployment, readers: list[Reader], manual: bool = False) -> float:
+    """kill -9 the master (or demote it alive: ``manual``); returns seconds until every client
+    had a price made after that."""
+    old, _ = sentinels.manual_failover() if manual else sentinels.kill_master()
     killed_wall, killed = time.time(), time.monotonic()
     new = sentinels.wait_new_master(old)
     promoted = time.monotonic() - killed
@@ -77,8 +78,9 @@ def _failover(sentinels: SentinelDeployment, readers: list[Reader]) -> float:
 
     firsts = wait_until(resumed, RESUME_BOUND + 5, interval=0.1, what="new prices on every client")
     slowest = max(firsts) - killed_wall
+    how = "SENTINEL FAILOVER" if manual else "kill -9"
     print(
-        f"failover: {old.port} -> {new.port} promoted {promoted:.2f}s after kill -9; "
+        f"failover: {old.port} -> {new.port} promoted {promoted:.2f}s after {how}; "
         f"new prices on all {len(readers)} clients within {slowest:.2f}s "
         f"(fastest {min(firsts) - killed_wall:.2f}s)"
     )
@@ -107,6 +109,24 @@ def test_master_failover_twice_with_old_master_back_as_replica(deployment):
         _settled_keys_right(sentinels, sim, "0.007003")
         time.sleep(4)  # past the lock TTL: still exactly one exchange connection
         assert sim.state()["connections"] == 1
+
+        # A master demoted alive: connections to it stay open and it still answers pings.
+        # Sentinel does not pause the old master while it promotes the replica, so a write
+        # the old master takes in that instant is lost when it turns replica: a reader then
+        # sees the key go back by what was lost (asynchronous replication; README "Limits").
+        # Measured and printed, not hidden; the stale writer guarantee is about our writes.
+        sentinels.restart_as_replica(next(n for n in sentinels.nodes if not n.alive()))
+        wait_until(lambda: sentinels.settled(), 15, interval=0.2, what="sentinels to see the replica")
+        poller.phase = "allowed: SENTINEL FAILOVER switch"
+        slowest = _failover(sentinels, readers, manual=True)
+        time.sleep(2)
+        poller.phase = "after"
+        lost = poller.by_phase.get("allowed: SENTINEL FAILOVER switch", [])
+        print(f"SENTINEL FAILOVER: {len(lost)} key samples showed writes lost by the demoted master: {lost[:4]}")
+        assert slowest < RESUME_BOUND
+        _settled_keys_right(sentinels, sim, "0.007004")
+        time.sleep(4)
+        assert sim.state()["connections"] == 1
     finally:
         poller.stop()
     for svc in services:
@@ -118,4 +138,6 @@ def test_master_failover_twice_with_old_master_back_as_replica(deployment):
     failovers = sum(svc.metric("pledge_ws_redis_failovers_total") for svc in services)
     term = max(svc.metric("pledge_ws_leader_term") for svc in services)
     print(f"redis_failovers_total (all workers) {failovers:g}; leader_term {term:g}")
-    assert failovers >= 2
+    assert failovers >= 3
+    moved = [svc for svc in services if "but the master is now" in svc.process.log()]
+    print(f"bus sessions moved off a demoted master by the master check: {len(moved)} instances")
