@@ -12,6 +12,7 @@ from tests.support import Service, Simulator, wait_until
 
 SYMBOLS = ("PLGR-USDT", "BTC-USDT")
 LEADER_TTL = 3.0  # leader.LEADER_TTL
+LIVE_WINDOW = 2.5  # liveness.LIVE_WINDOW
 
 
 @pytest.fixture
@@ -149,4 +150,8 @@ def test_followers_tell_clients_during_a_leader_outage_and_never_while_prices_fl
         f"{told} notices on {len(survivors)} clients, first {min(firsts, default=-1):.2f}s after the kill"
     )
     assert 0 < len(survivors) < len(readers)
-    assert told >= len(survivors) // 2  # told during the outage (the gap is longer than the window)
+    # Told during the outage whenever it outlasted the window (2.5 s) plus a watcher period:
+    # how long it lasts depends on when the lock last renewed (2-4 s after the kill).
+    for reader, gap in zip(survivors, gaps, strict=True):
+        if gap > LIVE_WINDOW + 1.0:
+            assert reader.notices, f"prices were away {gap:.2f}s and the client was not told"

@@ -141,3 +141,4 @@ def test_master_failover_twice_with_old_master_back_as_replica(deployment):
     assert failovers >= 3
     moved = [svc for svc in services if "but the master is now" in svc.process.log()]
     print(f"bus sessions moved off a demoted master by the master check: {len(moved)} instances")
+    assert moved  # the bus left a node that was no longer the master (it may still answer pings)
