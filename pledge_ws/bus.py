@@ -5,6 +5,14 @@ redis-py's ``listen()`` can hang forever on a half-open connection, so this loop
 counts) for ``silence_limit`` means the link is dead. On every (re)subscribe it first reads
 the latest prices from Redis, so a worker that was cut off catches up at once; the order
 guard downstream drops anything it already had.
+
+Behind Sentinel (store.connect_redis) a failover can leave this connection on a node that is
+no longer the master: dead (the ping catches it), or alive as a replica, where it would still
+answer pings. So every ``MASTER_CHECK_EVERY`` the loop also asks the sentinels for the master
+and ends the session if this connection is elsewhere; the next one goes to the new master.
+
+Two channels: ``pledge_ws:ticks`` (every tick) and ``pledge_ws:beat`` (the leader's status
+every second, leader.py), so a worker knows the feed is alive between prices.
 """
 
 from __future__ import annotations
@@ -16,8 +24,10 @@ from collections.abc import Callable
 
 import gevent
 import redis
+import redis.sentinel
 
 from pledge_ws.clock import Backoff
+from pledge_ws.leader import BEAT_CHANNEL
 from pledge_ws.metrics import Metrics
 from pledge_ws.store import TICKS_CHANNEL
 from pledge_ws.ticks import Tick, TickError
@@ -27,6 +37,7 @@ log = logging.getLogger(__name__)
 POLL_TIMEOUT = 1.0
 PING_EVERY = 2.0
 SILENCE_LIMIT = 5.0
+MASTER_CHECK_EVERY = 2.0
 
 
 class BusSilent(Exception):
@@ -41,6 +52,7 @@ class BusSubscriber:
         resync: Callable[[], None],
         metrics: Metrics,
         on_state: Callable[[bool], None] = lambda up: None,
+        on_beat: Callable[[bytes], None] = lambda raw: None,
         backoff: Backoff | None = None,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -49,6 +61,7 @@ class BusSubscriber:
         self.resync = resync
         self.metrics = metrics
         self.on_state = on_state
+        self.on_beat = on_beat
         self.backoff = backoff or Backoff(base=0.2, cap=5.0)
         self.now = now
         self.connected = False
@@ -80,9 +93,10 @@ class BusSubscriber:
     def _session(self) -> None:
         pubsub = self.client.pubsub(ignore_subscribe_messages=False)
         try:
-            pubsub.subscribe(TICKS_CHANNEL)
+            pubsub.subscribe(TICKS_CHANNEL, BEAT_CHANNEL)
             last_heard = self.now()
             next_ping = last_heard + PING_EVERY
+            next_master_check = last_heard + MASTER_CHECK_EVERY
             confirmed = False
             while True:
                 message = pubsub.get_message(timeout=POLL_TIMEOUT)
@@ -90,7 +104,11 @@ class BusSubscriber:
                 if message is not None:
                     last_heard = now
                     kind = message.get("type")
-                    if kind == "message":
+                    if kind == "message" and message.get("channel") == BEAT_CHANNEL.encode():
+                        data = message.get("data")
+                        if isinstance(data, bytes):
+                            self.on_beat(data)
+                    elif kind == "message":
                         self._deliver(message.get("data"))
                     elif kind == "subscribe" and not confirmed:
                         confirmed = True
@@ -102,9 +120,23 @@ class BusSubscriber:
                 if now >= next_ping:
                     pubsub.ping()
                     next_ping = now + PING_EVERY
+                if now >= next_master_check:
+                    self._check_master(pubsub)
+                    next_master_check = now + MASTER_CHECK_EVERY
         finally:
             with contextlib.suppress(Exception):
                 pubsub.reset()
+
+    def _check_master(self, pubsub: redis.client.PubSub) -> None:
+        """Sentinel only: end the session if this connection is not on the current master."""
+        pool = self.client.connection_pool
+        connection = pubsub.connection
+        if not isinstance(pool, redis.sentinel.SentinelConnectionPool) or connection is None:
+            return
+        master = pool.get_master_address()  # also drops the pool's idle connections to an old one
+        here = (connection.host, connection.port)
+        if tuple(master) != here:
+            raise BusSilent(f"subscribed to {here[0]}:{here[1]}, but the master is now {master[0]}:{master[1]}")
 
     def _deliver(self, data: object) -> None:
         if not isinstance(data, bytes | str):

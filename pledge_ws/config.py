@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from pledge_ws.redis_url import SENTINEL_SCHEMES, RedisUrlError, is_sentinel_url, mask_sentinel_url, parse_sentinel_url
+
 T = TypeVar("T")
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{1,20}-[A-Z0-9]{1,20}$")
@@ -87,6 +89,12 @@ def _url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[
     raw = env.get(name, "").strip()
     if not raw:
         return default
+    if is_sentinel_url(raw) and set(SENTINEL_SCHEMES) <= set(schemes):
+        try:
+            parse_sentinel_url(raw)
+        except RedisUrlError as exc:
+            raise ConfigError(f"{name}: {exc} in {mask_url(raw)!r}") from None
+        return raw
     parts = urlsplit(raw)
     if parts.scheme not in schemes:
         allowed = ", ".join(f"{s}://" for s in schemes)
@@ -102,6 +110,8 @@ def _url(env: Mapping[str, str], name: str, default: str | None, schemes: tuple[
 
 def mask_url(url: str) -> str:
     """The URL with any password replaced, for logs and error messages."""
+    if is_sentinel_url(url):
+        return mask_sentinel_url(url)
     parts = urlsplit(url)
     if parts.password is None:
         return url
@@ -167,7 +177,7 @@ def load_settings(env: Mapping[str, str]) -> Settings:
     port = _number(env, "PORT", d.port, int, 1)
     if port > 65535:
         raise ConfigError(f"PORT: must be at most 65535, got {port}")
-    redis_url = _url(env, "REDIS_URL", None, ("redis", "rediss", "unix"))
+    redis_url = _url(env, "REDIS_URL", None, ("redis", "rediss", "unix", *SENTINEL_SCHEMES))
     web_concurrency = _number(env, "WEB_CONCURRENCY", d.web_concurrency, int, 1)
     if web_concurrency > 1 and redis_url is None:
         raise ConfigError(

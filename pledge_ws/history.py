@@ -23,6 +23,7 @@ from collections.abc import Iterable
 
 import redis
 
+from pledge_ws.fencing import RESET_AFTER_MS
 from pledge_ws.protocol import price_payload, text_frame
 from pledge_ws.recovery import Entry
 from pledge_ws.ticks import Tick, TickError
@@ -33,9 +34,26 @@ STREAM_PREFIX = "pledge_ws:stream:"
 MAX_STREAM_ID = 2**64 - 1  # a Stream ID's first part is an unsigned 64-bit integer
 
 # Append if the ID is above the stream's top, else do nothing (0): Redis refuses the XADD.
+# One exception: the exchange's sequence restarted (the same rule as ticks.SequenceGuard and
+# fencing.py: a lower sequence with an exchange time RESET_AFTER_MS past the top's). Then the
+# old sequence space is dropped (2), or the history would stay frozen at the old top for ever.
 APPEND_SCRIPT = """
 local added = redis.pcall('XADD', KEYS[1], 'MAXLEN', '=', ARGV[1], ARGV[2], 't', ARGV[3], 'p', ARGV[4])
-if type(added) == 'table' and added['err'] then return 0 end
+if type(added) == 'table' and added['err'] then
+  local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
+  if not top then return 0 end
+  local fields, top_ts = top[2], nil
+  for i = 1, #fields, 2 do
+    if fields[i] == 't' then
+      local ok, tick = pcall(cjson.decode, fields[i + 1])
+      if ok and type(tick) == 'table' then top_ts = tonumber(tick['ts']) end
+    end
+  end
+  if top_ts == nil or tonumber(ARGV[6]) < top_ts + tonumber(ARGV[5]) then return 0 end
+  redis.call('DEL', KEYS[1])
+  redis.call('XADD', KEYS[1], 'MAXLEN', '=', ARGV[1], ARGV[2], 't', ARGV[3], 'p', '')
+  return 2
+end
 return 1
 """
 
@@ -66,6 +84,11 @@ class LocalHistory:
         symbol = tick.symbol
         self._entries.setdefault(symbol, [])
         orders = self._orders.setdefault(symbol, [])
+        if orders and tick.order <= orders[-1]:
+            # The exchange's sequence restarted (ticks.SequenceGuard let it through): the old
+            # sequence space cannot be searched together with the new one, so it is dropped.
+            del orders[:]
+            del self._entries[symbol][:]
         prev = None if symbol in self._gap or not orders else orders[-1]
         self._gap.discard(symbol)
         entry = entry_for(tick, prev)
@@ -87,6 +110,10 @@ class LocalHistory:
         if len(orders) >= 2 * self.limit:  # trim in batches: amortized O(1) per append
             del entries[: -self.limit]
             del orders[: -self.limit]
+
+    def last_order(self, symbol: str) -> int | None:
+        orders = self._orders.get(symbol)
+        return orders[-1] if orders else None
 
     def mark_gap(self, symbols: Iterable[str]) -> None:
         self._gap.update(symbols)
@@ -122,7 +149,8 @@ class RedisHistory:
         if tick.order > MAX_STREAM_ID or tick.order == 0:
             return  # not representable as a Stream ID; the next entry's prev shows the hole
         prev = self.local.prev_of(tick.symbol, tick.order)
-        args = [self.limit, f"{tick.order}-0", tick.to_json(), "" if prev is None else str(prev)]
+        link = "" if prev is None else str(prev)
+        args = [self.limit, f"{tick.order}-0", tick.to_json(), link, RESET_AFTER_MS, tick.ts]
         self._append(keys=[stream_key(tick.symbol)], args=args, client=pipe)
 
     def since(self, symbol: str, order: int) -> list[Entry] | None:
@@ -135,6 +163,18 @@ class RedisHistory:
             log.warning("could not read the history of %s: %s", symbol, exc, extra={"event": "redis_error"})
             return None
         return self._parse(raw)
+
+    def tops(self, symbols: Iterable[str]) -> dict[str, int] | None:
+        """The newest sequence in each symbol's Stream (absent: empty); None if unreadable."""
+        names = list(symbols)
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for symbol in names:
+                pipe.xrevrange(stream_key(symbol), count=1)
+            replies = pipe.execute()
+        except redis.RedisError:
+            return None
+        return {s: int(r[0][0].split(b"-")[0]) for s, r in zip(names, replies, strict=True) if r}
 
     def tail(self, symbol: str) -> tuple[list[Tick], list[Entry]]:
         """The whole kept history of ``symbol`` (ticks and entries), oldest first; read at start."""

@@ -1,15 +1,27 @@
 """Leader election over Redis: exactly one process per deployment holds the exchange feed.
 
-The lock is redis-py's :class:`redis.lock.Lock` (``SET key token NX PX ttl``, renewed with a
-compare-and-pexpire script): the documented single-instance Redis lock pattern. The leader
-renews every ``ttl/3``; if it dies, the key expires and another process takes it within
-``ttl`` plus one polling interval. A leader whose renewal finds the key held by someone else
-stops its exchange connection at once. A leader cut off from Redis keeps its feed (its own
-clients keep getting prices; it cannot publish anyway) and steps down when it sees another
-owner after Redis answers again.
+The lock is ``SET pledge_ws:leader <identity> NX PX ttl``, renewed every ``ttl/3`` by a script
+that extends it only while it still holds our identity (redis-py's Lock pattern, here as our
+own scripts because acquisition also draws the term). If the leader dies, the key expires and
+another process takes it within ``ttl`` plus one polling interval.
 
-Keys: ``pledge_ws:leader`` holds the leader's identity (``host:pid:random``);
-``pledge_ws:feed`` holds the leader's feed status as JSON, so followers can report it.
+Terms (fencing, see fencing.py): a successful acquisition, and only that, runs ``INCR
+pledge_ws:term`` in the same script, so a fresh deployment's first leader has term 1 and each
+later acquisition one more. A failover can lose the last ``INCR`` (replication is
+asynchronous), so the acquirer passes the newest term it has seen as a floor, and renewals
+write the holder's term back if the key fell behind.
+
+Stepping down: a leader's lease runs from the moment its last successful renewal was *sent*;
+``ttl - margin`` later (no renewal got through meanwhile: Redis unreachable, or this process
+was frozen) :meth:`Elector.write_term` returns None and the writer and the heartbeat stop,
+before any other process can hold the lock. The feed keeps serving this process's own
+clients (the sequence guard keeps them ordered) until a renewal tells who leads: our key
+still ours (go on), or someone else's (stop the feed at once).
+
+Keys: ``pledge_ws:leader`` holds the leader's identity (``host:pid:random``),
+``pledge_ws:term`` the last term issued, ``pledge_ws:feed`` the leader's feed status as JSON
+(for operators), and the leader publishes the same status with its term on the channel
+``pledge_ws:beat`` every ``ttl/3``: what followers judge liveness by (runtime.py).
 """
 
 from __future__ import annotations
@@ -25,16 +37,43 @@ from collections.abc import Callable
 
 import gevent
 import redis
-from redis.exceptions import LockError
 
+from pledge_ws.fencing import lease_left
 from pledge_ws.metrics import Metrics
 from pledge_ws.store import KEY_PREFIX
 
 log = logging.getLogger(__name__)
 
 LEADER_KEY = f"{KEY_PREFIX}leader"
+TERM_KEY = f"{KEY_PREFIX}term"
 FEED_STATUS_KEY = f"{KEY_PREFIX}feed"
+BEAT_CHANNEL = f"{KEY_PREFIX}beat"
 LEADER_TTL = 3.0
+
+# KEYS: leader, term. ARGV: identity, ttl ms, floor. Returns the new term, or 0 (held by another).
+ACQUIRE_SCRIPT = """
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+local term = redis.call('INCR', KEYS[2])
+local floor = tonumber(ARGV[3])
+if term <= floor then
+  term = floor + 1
+  redis.call('SET', KEYS[2], term)
+end
+return term
+"""
+
+# KEYS: leader, term. ARGV: identity, ttl ms, our term. 1 if still ours (extended), else 0.
+RENEW_SCRIPT = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if (tonumber(redis.call('GET', KEYS[2])) or 0) < tonumber(ARGV[3]) then redis.call('SET', KEYS[2], ARGV[3]) end
+return 1
+"""
+
+RELEASE_SCRIPT = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
 
 
 def make_identity() -> str:
@@ -52,21 +91,40 @@ class Elector:
         identity: str | None = None,
         ttl: float = LEADER_TTL,
         now: Callable[[], float] = time.monotonic,
+        seen_term: Callable[[], int] = lambda: 0,
+        margin: float | None = None,
     ) -> None:
         self.client = client
         self.identity = identity or make_identity()
         self.ttl = ttl
+        self.margin = ttl / 3 if margin is None else margin
         self.on_elected = on_elected
         self.on_deposed = on_deposed
         self.feed_status = feed_status
         self.metrics = metrics
         self.now = now
+        self.seen_term = seen_term
         self.is_leader = False
+        self.term = 0  # the term this process holds (or last held)
         self.redis_ok = False
         self.leader_status: dict[str, object] | None = None  # the leader's feed, as followers see it
-        self._lock = client.lock(LEADER_KEY, timeout=ttl, thread_local=False)
+        self._renewed_at: float | None = None
+        self._lease_lapsed = False
+        self._acquire = client.register_script(ACQUIRE_SCRIPT)
+        self._renew_script = client.register_script(RENEW_SCRIPT)
+        self._release = client.register_script(RELEASE_SCRIPT)
         self._not_before = 0.0
         self._stopped = False
+
+    @property
+    def ttl_ms(self) -> int:
+        return int(self.ttl * 1000)
+
+    def write_term(self) -> int | None:
+        """The term to stamp on writes and publishes, or None: this process must not write."""
+        if not self.is_leader or lease_left(self._renewed_at, self.ttl, self.margin, self.now()) <= 0:
+            return None
+        return self.term
 
     def run(self) -> None:
         while not self._stopped:
@@ -78,16 +136,17 @@ class Elector:
         try:
             if self.is_leader:
                 self._renew()
-            elif self.now() >= self._not_before and self._lock.acquire(blocking=False, token=self.identity):
-                self._elected()
-            if self.is_leader:
-                self.client.set(
-                    FEED_STATUS_KEY,
-                    json.dumps({"leader": self.identity, **self.feed_status()}),
-                    px=int(self.ttl * 3000),
-                )
+            elif self.now() >= self._not_before:
+                self._try_acquire()
+            term = self.write_term()
+            if term is not None:
+                status = json.dumps({"leader": self.identity, "term": term, **self.feed_status()})
+                pipe = self.client.pipeline(transaction=False)
+                pipe.set(FEED_STATUS_KEY, status, px=int(self.ttl * 3000))
+                pipe.publish(BEAT_CHANNEL, status)
+                pipe.execute()
                 self.leader_status = None
-            else:
+            elif not self.is_leader:
                 raw = self.client.get(FEED_STATUS_KEY)
                 self.leader_status = json.loads(raw) if raw else None
             self.redis_ok = True
@@ -101,37 +160,72 @@ class Elector:
                 self._not_before = self.now() + self.ttl
         except ValueError:
             self.leader_status = None  # unreadable status: report as unknown
+        self._note_lease()
+
+    def _note_lease(self) -> None:
+        lapsed = self.is_leader and self.write_term() is None
+        if lapsed and not self._lease_lapsed:
+            log.warning(
+                "leadership lease lapsed (no renewal for %.1fs): not writing or publishing until a renewal succeeds",
+                self.ttl - self.margin,
+                extra={"event": "leader_lease_lapsed", "identity": self.identity, "term": self.term},
+            )
+        self._lease_lapsed = lapsed
+
+    def _draw_term(self) -> int:
+        """Try to take the free lock; on success the new term (also kept), else 0."""
+        sent = self.now()
+        floor = max(self.seen_term(), self.term)
+        term = int(self._acquire(keys=[LEADER_KEY, TERM_KEY], args=[self.identity, self.ttl_ms, floor]))
+        if term:
+            self.term = term
+            self._renewed_at = sent
+            self.metrics.leader_term.set(term)
+        return term
+
+    def _try_acquire(self) -> None:
+        if self._draw_term():
+            self._elected()
 
     def _renew(self) -> None:
-        try:
-            self._lock.reacquire()
-        except LockError:
-            # Our key is gone (Redis restarted or we were cut off past the TTL): take it back
-            # if nobody else has; otherwise step down at once.
-            if self._lock.acquire(blocking=False, token=self.identity):
-                log.info("leadership re-acquired", extra={"event": "leader_reacquired", "identity": self.identity})
-                return
-            self._deposed()
+        sent = self.now()
+        if self._renew_script(keys=[LEADER_KEY, TERM_KEY], args=[self.identity, self.ttl_ms, self.term]):
+            self._renewed_at = sent
+            return
+        # Our key is gone (Redis restarted or failed over, or we were cut off past the TTL):
+        # take it back under a new term if nobody else has; otherwise step down at once.
+        old = self.term
+        if self._draw_term():
+            log.info(
+                "leadership re-acquired under term %d (was %d)",
+                self.term,
+                old,
+                extra={"event": "leader_reacquired", "identity": self.identity, "term": self.term},
+            )
+            return
+        self._deposed()
 
     def _elected(self) -> None:
         self.is_leader = True
         self.metrics.leader.set(1)
         log.info(
-            "leader gained: this process holds the exchange feed",
-            extra={"event": "leader_gained", "identity": self.identity},
+            "leader gained (term %d): this process holds the exchange feed",
+            self.term,
+            extra={"event": "leader_gained", "identity": self.identity, "term": self.term},
         )
         self.on_elected()
 
     def _deposed(self) -> None:
         self.is_leader = False
+        self._renewed_at = None
         self.metrics.leader.set(0)
         owner = None
         with contextlib.suppress(redis.RedisError):
             owner = self.client.get(LEADER_KEY)
         log.warning(
             "leader lost: %s holds the lock; stopping the exchange feed",
-            owner,
-            extra={"event": "leader_lost", "identity": self.identity},
+            owner.decode(errors="replace") if isinstance(owner, bytes) else owner,
+            extra={"event": "leader_lost", "identity": self.identity, "term": self.term},
         )
         self.on_deposed()
 
@@ -147,7 +241,8 @@ class Elector:
         self._stopped = True
         if self.is_leader:
             self.is_leader = False
+            self._renewed_at = None
             self.metrics.leader.set(0)
-            with contextlib.suppress(redis.RedisError, LockError):
-                self._lock.release()
+            with contextlib.suppress(redis.RedisError):
+                self._release(keys=[LEADER_KEY], args=[self.identity])
             self.on_deposed()

@@ -63,6 +63,25 @@ class Metrics:
             "pledge_ws_bus_connected", "1 while subscribed to the Redis tick channel", registry=r
         )
 
+        # issue 13: Redis high availability and fencing
+        self.leader_term = Gauge(
+            "pledge_ws_leader_term",
+            "Leadership term this process holds or last held (0: never led)",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.redis_failovers = Counter(
+            "pledge_ws_redis_failovers_total",
+            "Times the Redis writer found a different Redis server (Sentinel failover or restart)",
+            registry=r,
+        )
+        self.fenced_writes = Counter(
+            "pledge_ws_fenced_writes_total",
+            "Latest-price writes refused by the fencing rule, or held back by a lapsed lease",
+            ["reason"],
+            registry=r,
+        )
+
         # issue 11: recovery after a reconnect (/ws?since=...)
         self.recoveries = Counter(
             "pledge_ws_recoveries_total", "Symbols of since= answered, by outcome", ["result"], registry=r

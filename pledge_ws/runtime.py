@@ -24,7 +24,8 @@ from pledge_ws.config import Settings
 from pledge_ws.feed import ExchangeFeed
 from pledge_ws.history import LocalHistory, RedisHistory
 from pledge_ws.hub import Hub
-from pledge_ws.leader import Elector
+from pledge_ws.leader import Elector, make_identity
+from pledge_ws.liveness import Liveness
 from pledge_ws.metrics import Metrics
 from pledge_ws.poller import RestPoller
 from pledge_ws.protocol import CLOSE_GOING_AWAY, SHUTDOWN_REASON, close_frame, error_payload, text_frame
@@ -58,6 +59,7 @@ class Runtime:
                 unavailable=lambda: self.feed.state.unavailable,
                 subscriptions=lambda: self.feed.state.subscriptions,
             )
+        self.liveness = Liveness()  # what this worker has heard from the leader (liveness.py)
         self.redis: RedisWriter | None = None
         self.bus: BusSubscriber | None = None
         self.elector: Elector | None = None
@@ -65,6 +67,7 @@ class Runtime:
         self.shared_history: RedisHistory | None = None
         if settings.redis_url:
             client = connect_redis(settings.redis_url)
+            identity = make_identity()
             self.shared_history = RedisHistory(client, self.history)
             self.redis = RedisWriter(
                 client,
@@ -74,9 +77,19 @@ class Runtime:
                 self.book,
                 url=settings.redis_url,
                 history=self.shared_history,
+                fence=self._write_term,
+                identity=identity,
             )
-            self.bus = BusSubscriber(client, self.on_bus_tick, self.resync, self.metrics)
-            self.elector = Elector(client, self._start_feed, self._stop_feed, self._feed_status, self.metrics)
+            self.bus = BusSubscriber(client, self.on_bus_tick, self.resync, self.metrics, on_beat=self.on_beat)
+            self.elector = Elector(
+                client,
+                self._start_feed,
+                self._stop_feed,
+                self._feed_status,
+                self.metrics,
+                identity=identity,
+                seen_term=lambda: self.liveness.newest_term,
+            )
         self.recoverer = Recoverer(self.history, self.shared_history, self.metrics)
         self.clients_per_ip: dict[str, int] = {}
         self.ws_slots = 0  # /ws connections, counted from the accepted upgrade request
@@ -103,22 +116,43 @@ class Runtime:
         if self.redis is not None:
             self.redis.offer(tick)
 
-    def on_bus_tick(self, tick: Tick) -> None:
-        """Called by the bus greenlet; the leader's own ticks come back and are dropped here."""
-        if tick.symbol not in self._symbols or not self.guard.accept(tick):
+    def on_bus_tick(self, tick: Tick, heard: bool = True) -> None:
+        """Called by the bus greenlet; the leader's own ticks come back and are dropped here,
+        and so is anything from an older leadership term than the newest one heard."""
+        if tick.symbol not in self._symbols:
+            return
+        if not self.liveness.tick(tick.term, time.monotonic(), heard):
+            self.metrics.ticks_dropped.labels(reason="old_term").inc()
+            return
+        if not self.guard.accept(tick):
             return
         self.metrics.ticks_received.labels(source="bus").inc()
         self._accept(tick)
+
+    def on_beat(self, raw: bytes) -> None:
+        """The leader's status, published every second on the bus (leader.py)."""
+        if not self.liveness.beat(raw, time.monotonic()):
+            self.metrics.ticks_dropped.labels(reason="bad_beat").inc()
+
+    def _write_term(self) -> int | None:
+        return None if self.elector is None else self.elector.write_term()
 
     def resync(self) -> None:
         """Catch up from the latest prices in Redis (after the bus (re)connects)."""
         if self.redis is None:
             return
         if self.elector is None or not self.elector.is_leader:
-            # Bus messages may have been missed: the local history's chain breaks here.
-            self.history.mark_gap(self.settings.symbols)
+            # Bus messages may have been missed: the local history's chain breaks here, unless
+            # the Stream's top is our own last entry (XADD precedes PUBLISH, so nothing was
+            # published before our SUBSCRIBE that we lack). Without this, a worker restarted
+            # while prices were still broke the chain for nothing, and if it became the leader,
+            # recovery across that failover answered "not recovered".
+            tops = self.shared_history.tops(self.settings.symbols) if self.shared_history else None
+            self.history.mark_gap(
+                s for s in self.settings.symbols if tops is None or tops.get(s) != self.history.last_order(s)
+            )
         for tick in sorted(self.redis.read_latest(self.settings.symbols), key=lambda t: t.order):
-            self.on_bus_tick(tick)
+            self.on_bus_tick(tick, heard=False)  # read back, not heard: no proof the feed is live
 
     def _accept(self, tick: Tick) -> None:
         self._last_tick_wall = time.time()
@@ -188,6 +222,8 @@ class Runtime:
         self.feed.stop()
         if self.poller is not None:
             self.poller.stop()
+        if self.redis is not None:
+            self.redis.discard()  # the next leader writes; our queue would only be refused
         for greenlet in (self._feed_greenlet, self._poller_greenlet):
             if greenlet is not None:
                 greenlet.kill(block=True, timeout=2)
@@ -224,10 +260,7 @@ class Runtime:
         """The exchange feed's status as this worker knows it (its own, or the leader's)."""
         if self.elector is None or self.elector.is_leader:
             return self._feed_status()
-        status = self.elector.leader_status
-        if status is None:
-            return {"connected": False, "error": "no leader holds the exchange feed", "unavailable": []}
-        return status
+        return self.liveness.leader_feed(time.monotonic())
 
     def not_ready_reasons(self) -> list[str]:
         reasons = []
@@ -252,10 +285,9 @@ class Runtime:
         """Whether prices served now are current, or possibly stale."""
         if self.elector is None or self.elector.is_leader:
             return self._feed_source() is not None
-        feed = self.feed_view()
-        return bool(self.bus and self.bus.connected and feed.get("delivering", feed.get("connected")))
+        return bool(self.bus and self.bus.connected and self.liveness.live(time.monotonic()))
 
-    def watch_liveness(self, interval: float = 1.0) -> None:
+    def watch_liveness(self, interval: float = 0.5) -> None:
         """Tell clients when prices stop being current, instead of leaving them in silence.
 
         On the transition to stale every client gets a code -1 "price feed interrupted"

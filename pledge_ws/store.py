@@ -11,8 +11,13 @@ Redis keys (all written by the process that holds the exchange feed):
 - channel ``pledge_ws:ticks``: every accepted tick (JSON), consumed by every worker.
 
 Writes happen in their own greenlet from a bounded FIFO, with socket timeouts, so an
-unreachable Redis never delays the feed; when Redis answers again (also after a restart that
-lost everything), the latest prices are written again.
+unreachable Redis never delays the feed; when Redis answers again (also after a restart or a
+Sentinel failover that lost everything), the leader writes the latest prices again.
+
+Only the leader writes, and only while its lease holds (``fence`` returns its term): the
+latest-price keys go through fencing.py's script (refused for a deposed writer, an older
+term or an older sequence), so no key ever goes back to an older price. While the lease has
+lapsed the batch is kept, not dropped, and written once the lease is renewed.
 """
 
 from __future__ import annotations
@@ -21,21 +26,28 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Protocol
 
 import gevent
 import gevent.event
 import redis
+import redis.sentinel
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from pledge_ws.clock import Backoff
 from pledge_ws.config import mask_url
+from pledge_ws.fencing import NOT_LEADER, RESET, RESET_AFTER_MS, WRITE_LATEST_SCRIPT, WRITTEN, normalize_sequence
 from pledge_ws.metrics import Metrics
+from pledge_ws.redis_url import is_sentinel_url, parse_sentinel_url
 from pledge_ws.ticks import Tick, TickError
 
 log = logging.getLogger(__name__)
 
 KEY_PREFIX = "pledge_ws:"
 TICKS_CHANNEL = f"{KEY_PREFIX}ticks"
+LEADER_KEY = f"{KEY_PREFIX}leader"
 REDIS_TIMEOUT = 1.0
 HISTORY_LIMIT = 1000  # ticks kept per symbol, in Redis and in each worker's memory
 MAX_UNWRITTEN = 10_000  # ticks waiting for Redis; beyond it the oldest are dropped
@@ -83,6 +95,32 @@ class PriceBook:
 
 
 def connect_redis(url: str) -> redis.Redis:
+    """One client per process, shared by the writer, the bus and the elector.
+
+    A ``redis+sentinel://`` URL gives redis-py's Sentinel-managed master client: every new
+    connection asks the sentinels for the current master, and a command that meets a demoted
+    master (READONLY) disconnects so that the next one asks again. What it does not do (it
+    never listens to ``+switch-master``; a pub/sub connection on an old node stays there) is
+    covered by the writer's server check and the bus's master check (bus.py).
+    """
+    if is_sentinel_url(url):
+        target = parse_sentinel_url(url)
+        timeouts = {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT}
+        sentinel = redis.sentinel.Sentinel(
+            target.sentinels,
+            sentinel_kwargs={**timeouts, "password": target.sentinel_password, "ssl": target.ssl},
+        )
+        return sentinel.master_for(
+            target.service,
+            db=target.db,
+            username=target.username,
+            password=target.password,
+            ssl=target.ssl,
+            health_check_interval=0,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=False,
+            **timeouts,
+        )
     return redis.Redis.from_url(
         url,
         socket_timeout=REDIS_TIMEOUT,
@@ -101,7 +139,9 @@ class RedisWriter:
     """Mirrors accepted ticks into Redis without ever blocking the caller.
 
     Each tick is published on the bus (when ``publish``), appended to its symbol's history
-    list, and its symbol's latest keys are set; all in order, in one pipeline per wake-up.
+    Stream, and its symbol's latest keys are set (fenced); all in order, in one pipeline per
+    wake-up, stamped with the term ``fence()`` returns at that moment. ``fence()`` None: the
+    lease lapsed; nothing is written and the batch waits.
     """
 
     def __init__(
@@ -117,8 +157,13 @@ class RedisWriter:
         check_interval: float = 1.0,
         now: Callable[[], float] = time.monotonic,
         history: SharedHistory | None = None,
+        fence: Callable[[], int | None] = lambda: 0,
+        identity: str = "",
     ) -> None:
         self.client = client
+        self.fence = fence
+        self.identity = identity
+        self._write_latest = client.register_script(WRITE_LATEST_SCRIPT)
         self.history = history
         self.primary_symbol = primary_symbol
         self.primary_key = primary_key
@@ -135,8 +180,11 @@ class RedisWriter:
         self._rewrite: dict[str, Tick] = {}
         self._wakeup = gevent.event.Event()
         self._run_id: bytes | None = None
+        self._rewrite_due = False  # a new Redis server (or one back): rewrite once we may write
 
     def offer(self, tick: Tick) -> None:
+        if self.fence() is None:  # held until the lease is renewed (or dropped if deposed)
+            self.metrics.fenced_writes.labels(reason="lease_lapsed").inc()
         if len(self._unwritten) == MAX_UNWRITTEN:
             self.metrics.ticks_dropped.labels(reason="redis_backlog_full").inc()
         self._unwritten.append(tick)
@@ -166,23 +214,56 @@ class RedisWriter:
                 self.metrics.ticks_dropped.labels(reason="bad_stored_tick").inc()
         return ticks
 
-    def _write(self, ticks: list[Tick], latest: dict[str, Tick]) -> None:
+    def _write(self, ticks: list[Tick], latest: dict[str, Tick], term: int) -> dict[str, Tick]:
+        """Write one batch; returns the latest ticks refused only because the lock was not ours
+        at that moment (kept for a retry: the elector re-acquires or deposes us)."""
         pipe = self.client.pipeline(transaction=False)
         for tick in ticks:
-            encoded = tick.to_json()
+            tick = replace(tick, term=term)
             if self.history is not None:  # before the publish: a tick on the bus is in the history
                 self.history.append(pipe, tick)
             if self.publish:
-                pipe.publish(TICKS_CHANNEL, encoded)
-        for tick in latest.values():
-            pipe.set(price_key(tick.symbol), tick.to_json())
+                pipe.publish(TICKS_CHANNEL, tick.to_json())
+        queued = list(latest.values())
+        for tick in queued:
+            keys = [LEADER_KEY, price_key(tick.symbol)]
             if tick.symbol == self.primary_symbol:
-                pipe.set(self.primary_key, tick.price)
-        pipe.execute()
+                keys.append(self.primary_key)
+            stamped = replace(tick, term=term)
+            args = [self.identity, term, normalize_sequence(tick.sequence), tick.ts, stamped.to_json(), tick.price]
+            self._write_latest(keys=keys, args=[*args, RESET_AFTER_MS], client=pipe)
+        results = pipe.execute()
+        retry: dict[str, Tick] = {}
+        for tick, result in zip(queued, results[len(results) - len(queued) :], strict=True):
+            verdict = result.decode() if isinstance(result, bytes) else str(result)
+            if verdict == RESET:
+                log.warning(
+                    "%s: the exchange sequence restarted (%s after a higher one, %d ms later): keys follow it",
+                    tick.symbol,
+                    tick.sequence,
+                    RESET_AFTER_MS,
+                    extra={"event": "sequence_reset", "symbol": tick.symbol},
+                )
+            elif verdict != WRITTEN:
+                self.metrics.fenced_writes.labels(reason=verdict).inc()
+                if verdict == NOT_LEADER:
+                    retry[tick.symbol] = tick
+        return retry
+
+    def discard(self) -> None:
+        """Forget what is waiting (this process lost leadership: its successor writes)."""
+        self._unwritten.clear()
+        self._rewrite = {}
 
     def _check(self) -> bool:
         """True if Redis is a new instance (or back from an outage): rewrite the latest prices."""
         run_id = self.client.info("server").get("run_id")
+        if self._run_id is not None and run_id != self._run_id:
+            self.metrics.redis_failovers.inc()
+            log.warning(
+                "redis is a different server now (failover or restart): rewriting the latest prices",
+                extra={"event": "redis_failover", "url": self.url},
+            )
         fresh = run_id != self._run_id or not self.healthy
         self._run_id = run_id
         return fresh
@@ -205,16 +286,23 @@ class RedisWriter:
             self._wakeup.clear()
             try:
                 if self.now() >= next_check:
-                    if self._check():
-                        self._rewrite.update({t.symbol: t for t in self.book.all()})
+                    self._rewrite_due = self._check() or self._rewrite_due
                     next_check = self.now() + self.check_interval
+                term = self.fence()
+                if term is None:
+                    if self._unwritten or self._rewrite:
+                        next_check = min(next_check, self.now() + 0.2)  # look again soon
+                    continue
+                if self._rewrite_due:
+                    self._rewrite = {**{t.symbol: t for t in self.book.all()}, **self._rewrite}
+                    self._rewrite_due = False
                 batch = list(self._unwritten)
                 self._unwritten.clear()
                 latest = {**self._rewrite, **{t.symbol: t for t in batch}}
                 self._rewrite = {}
                 if batch or latest:
                     try:
-                        self._write(batch, latest)
+                        self._rewrite = {**self._write(batch, latest, term), **self._rewrite}
                     except BaseException:
                         # Keep everything, oldest first, ahead of what arrived meanwhile.
                         kept = [*batch, *self._unwritten][-MAX_UNWRITTEN:]

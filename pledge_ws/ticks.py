@@ -112,19 +112,26 @@ class SequenceGuard:
 
     Applied wherever ticks enter (the exchange feed, the Redis bus) so that no path, and no
     failover between leaders, ever delivers an older price after a newer one, or one twice.
+    One exception, the same as the Redis fencing rule (fencing.py): a lower sequence whose
+    exchange time is ``reset_after_ms`` or more past the last accepted tick's is the
+    exchange's sequence restarting, a newer price; without it one reset froze every key.
     """
 
-    __slots__ = ("_last",)
+    __slots__ = ("_last", "_reset")
 
-    def __init__(self) -> None:
-        self._last: dict[str, int] = {}
+    def __init__(self, reset_after_ms: int = 30_000) -> None:
+        self._last: dict[str, tuple[int, int]] = {}
+        self._reset = reset_after_ms
 
     def accept(self, tick: Tick) -> bool:
         order = tick.order
-        if order <= self._last.get(tick.symbol, -1):
+        last = self._last.get(tick.symbol)
+        stale = last is not None and (order == last[0] or (order < last[0] and tick.ts < last[1] + self._reset))
+        if stale:
             return False
-        self._last[tick.symbol] = order
+        self._last[tick.symbol] = (order, tick.ts)
         return True
 
     def last(self, symbol: str) -> int | None:
-        return self._last.get(symbol)
+        last = self._last.get(symbol)
+        return None if last is None else last[0]

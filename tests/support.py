@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -101,6 +102,10 @@ class RedisServer:
     def __init__(self, port: int | None = None) -> None:
         self.port = port or free_port()
         self.process: Process | None = None
+        # Its own empty directory: a redis-server loads any dump.rdb in its working directory
+        # at boot, and a replica's full sync writes one there. Started in the repo root, a
+        # "fresh" Redis then came up holding an earlier test's keys (terms, higher sequences).
+        self.dir = tempfile.mkdtemp(prefix="pledge-ws-redis-")
 
     @property
     def url(self) -> str:
@@ -108,7 +113,7 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.process = Process("redis", args)
+        self.process = Process("redis", [*args, "--dir", self.dir])
         wait_until(self.ping, 10, what="redis-server to answer")
         return self
 

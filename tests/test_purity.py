@@ -18,6 +18,9 @@ PURE = [
     "simulator/exchange",
     "simulator/malformed",
     "simulator/bullets",
+    "redis_url",
+    "fencing",
+    "liveness",
 ]
 IO_LIBS = {"gevent", "redis", "websocket", "flask", "flask_sock", "simple_websocket", "socket", "urllib.request"}
 

@@ -1,0 +1,144 @@
+"""Redis behind Sentinel, with real processes only: a master, a replica, three sentinels,
+two gunicorn instances of two workers each on the sentinel URL, and the simulator."""
+
+import time
+
+import pytest
+
+from tests.sentinel_support import KeyPoller, Reader, SentinelDeployment, read_keys
+from tests.support import Service, Simulator, wait_until
+
+SYMBOLS = ("PLGR-USDT", "BTC-USDT")
+PASSWORD = "s3cret-Sentinel-pw"
+RESUME_BOUND = 10.0  # seconds from kill -9 of the master to new prices on every client
+
+
+@pytest.fixture
+def deployment():
+    sentinels = SentinelDeployment(password=PASSWORD).start()
+    sim = Simulator(rate=5, symbols=",".join(SYMBOLS))
+    env = {
+        "KUCOIN_API_URL": sim.url,
+        "REDIS_URL": sentinels.url,
+        "WEB_CONCURRENCY": "2",
+        "SYMBOLS": ",".join(SYMBOLS),
+        "HEARTBEAT_TIMEOUT": "300",
+    }
+    services: list[Service] = []
+    readers: list[Reader] = []
+    try:
+        services.extend([Service(env), Service(env)])
+        for svc in services:
+            svc.wait_ready(timeout=30)
+        yield sentinels, sim, services, readers
+    finally:
+        for reader in readers:
+            reader.close()
+        for svc in services:
+            svc.stop()
+        sim.stop()
+        sentinels.stop()
+        for svc in services:
+            assert PASSWORD not in svc.process.log(), "the Redis password appeared in a log line"
+
+
+def _connect(services: list[Service], readers: list[Reader], per_service: int = 6) -> None:
+    for svc in services:
+        readers.extend(Reader(svc.ws_url) for _ in range(per_service))
+    wait_until(lambda: all(r.frames for r in readers), 10, what="every client to get prices")
+
+
+def _settled_keys_right(sentinels: SentinelDeployment, sim: Simulator, price: str) -> None:
+    """Stop the walk, set one price, and check both keys on the current master hold it."""
+    sim.control("rate", rate=0)
+    try:
+        tick = sim.set_price("PLGR-USDT", price)
+        master = sentinels.master().client()
+
+        def right() -> bool:
+            primary, ticks = read_keys(master, SYMBOLS)
+            return primary == price and ticks["PLGR-USDT"]["seq"] == tick["sequence"]
+
+        wait_until(right, 5, what=f"plgr_price and pledge_ws:price:PLGR-USDT = {price} on the new master")
+    finally:
+        sim.control("rate", rate=5)
+
+
+def _failover(sentinels: SentinelDeployment, readers: list[Reader], manual: bool = False) -> float:
+    """kill -9 the master (or demote it alive: ``manual``); returns seconds until every client
+    had a price made after that."""
+    old, _ = sentinels.manual_failover() if manual else sentinels.kill_master()
+    killed_wall, killed = time.time(), time.monotonic()
+    new = sentinels.wait_new_master(old)
+    promoted = time.monotonic() - killed
+
+    def resumed() -> list[float] | None:
+        firsts = [r.first_after(killed_wall) for r in readers]
+        return None if None in firsts else firsts
+
+    firsts = wait_until(resumed, RESUME_BOUND + 5, interval=0.1, what="new prices on every client")
+    slowest = max(firsts) - killed_wall
+    how = "SENTINEL FAILOVER" if manual else "kill -9"
+    print(
+        f"failover: {old.port} -> {new.port} promoted {promoted:.2f}s after {how}; "
+        f"new prices on all {len(readers)} clients within {slowest:.2f}s "
+        f"(fastest {min(firsts) - killed_wall:.2f}s)"
+    )
+    return slowest
+
+
+def test_master_failover_twice_with_old_master_back_as_replica(deployment):
+    sentinels, sim, services, readers = deployment
+    _connect(services, readers)
+    assert sim.state()["connections"] == 1
+    poller = KeyPoller(lambda: read_keys(sentinels.master().client(), SYMBOLS), SYMBOLS)
+    try:
+        first_master = sentinels.master()
+        slowest = _failover(sentinels, readers)
+        assert slowest < RESUME_BOUND
+        _settled_keys_right(sentinels, sim, "0.007001")
+        wait_until(lambda: sim.state()["connections"] == 1, 5, what="one exchange connection")
+
+        sentinels.restart_as_replica(first_master)  # the old master back: nothing changes
+        time.sleep(3)
+        assert sim.state()["connections"] == 1
+        _settled_keys_right(sentinels, sim, "0.007002")
+
+        slowest = _failover(sentinels, readers)  # a second failover heals the same way
+        assert slowest < RESUME_BOUND
+        _settled_keys_right(sentinels, sim, "0.007003")
+        time.sleep(4)  # past the lock TTL: still exactly one exchange connection
+        assert sim.state()["connections"] == 1
+
+        # A master demoted alive: connections to it stay open and it still answers pings.
+        # Sentinel does not pause the old master while it promotes the replica, so a write
+        # the old master takes in that instant is lost when it turns replica: a reader then
+        # sees the key go back by what was lost (asynchronous replication; README "Limits").
+        # Measured and printed, not hidden; the stale writer guarantee is about our writes.
+        sentinels.restart_as_replica(next(n for n in sentinels.nodes if not n.alive()))
+        wait_until(lambda: sentinels.settled(), 15, interval=0.2, what="sentinels to see the replica")
+        poller.phase = "allowed: SENTINEL FAILOVER switch"
+        slowest = _failover(sentinels, readers, manual=True)
+        time.sleep(2)
+        poller.phase = "after"
+        lost = poller.by_phase.get("allowed: SENTINEL FAILOVER switch", [])
+        print(f"SENTINEL FAILOVER: {len(lost)} key samples showed writes lost by the demoted master: {lost[:4]}")
+        assert slowest < RESUME_BOUND
+        _settled_keys_right(sentinels, sim, "0.007004")
+        time.sleep(4)
+        assert sim.state()["connections"] == 1
+    finally:
+        poller.stop()
+    for svc in services:
+        wait_until(lambda svc=svc: svc.get("/readyz")[0] == 200, 10, what="/readyz 200 after the failovers")
+    assert poller.samples > 100 and not poller.violations, poller.violations[:5]
+    violations = [v for r in readers for v in r.violations]
+    assert not violations, violations[:5]
+    assert all(r.closed is None for r in readers), [r.closed for r in readers if r.closed]
+    failovers = sum(svc.metric("pledge_ws_redis_failovers_total") for svc in services)
+    term = max(svc.metric("pledge_ws_leader_term") for svc in services)
+    print(f"redis_failovers_total (all workers) {failovers:g}; leader_term {term:g}")
+    assert failovers >= 3
+    moved = [svc for svc in services if "but the master is now" in svc.process.log()]
+    print(f"bus sessions moved off a demoted master by the master check: {len(moved)} instances")
+    assert moved  # the bus left a node that was no longer the master (it may still answer pings)
