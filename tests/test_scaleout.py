@@ -130,4 +130,5 @@ def test_redis_restart_resumes_prices_without_restarting_the_app(cluster, redis)
         svc.wait_ready(timeout=20)
     _all_receive(clients, sim, "0.005001", timeout=10)
     wait_until(lambda: redis.get("plgr_price") == "0.005001", 5, what="plgr_price after restart")
-    assert sim.state()["connections"] == 1
+    # A leader that lost its lock with the restart steps down within a renewal or two.
+    wait_until(lambda: sim.state()["connections"] == 1, 5, what="one exchange connection")
