@@ -12,7 +12,10 @@ RUN /opt/venv/bin/pip install --no-compile -r /tmp/requirements.txt
 # Final stage: the venv and the app only; no compilers, no pip cache; runs as a non-root user.
 FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 PORT=8000
-RUN groupadd --system --gid 10001 app && useradd --system --uid 10001 --gid app --home-dir /app --shell /usr/sbin/nologin app
+# A fixed uid/gid 10001 (outside the system range, so not --system: useradd warns about that),
+# no home directory made, no lastlog/faillog entry (-l: a high uid makes those files huge).
+RUN groupadd --gid 10001 app \
+ && useradd --uid 10001 --gid app --no-create-home --no-log-init --home-dir /app --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY --chown=app:app app.py gunicorn.conf.py ./

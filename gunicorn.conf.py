@@ -15,11 +15,12 @@ import tempfile
 import gevent
 
 from pledge_ws.config import ConfigError, load_settings
+from pledge_ws.logs import config_error_line, gunicorn_logconfig
 
 try:
     _settings = load_settings(os.environ)
 except ConfigError as exc:
-    sys.stderr.write(f"pledge-ws: configuration error: {exc}\n")
+    sys.stderr.write(config_error_line(str(exc), os.environ.get("LOG_FORMAT", "")))
     sys.exit(2)
 
 bind = f"0.0.0.0:{_settings.port}"
@@ -37,9 +38,13 @@ http_parser = "fast"
 timeout = 30
 graceful_timeout = 10
 keepalive = 5
-accesslog = None
+# The access log is off unless ACCESS_LOG=1 (stdout). With LOG_FORMAT=json gunicorn's own
+# lines (error log, access log) are JSON objects with the service's fields (pledge_ws/logs.py).
+accesslog = "-" if _settings.access_log and _settings.log_format == "text" else None
 errorlog = "-"
 loglevel = _settings.log_level.lower()
+if _settings.log_format == "json":
+    logconfig_dict = gunicorn_logconfig(_settings.log_level, _settings.access_log)
 proc_name = "pledge-ws"
 # One fixed control-socket path would clash between instances on a host; it is not used.
 control_socket_disable = True

@@ -50,6 +50,9 @@ class Settings:
     rest_fallback_interval: float = 2.0  # seconds between level-1 polls of a symbol; 0 = off
     log_level: str = "INFO"
     log_format: str = "text"
+    # issue 12: gunicorn's access log (off by default) and a separate port for /metrics
+    access_log: bool = False
+    metrics_port: int | None = None
 
     @property
     def primary_symbol(self) -> str:
@@ -213,4 +216,18 @@ def load_settings(env: Mapping[str, str]) -> Settings:
         rest_fallback_interval=rest_fallback_interval,
         log_level=_choice(env, "LOG_LEVEL", d.log_level, LOG_LEVELS, upper=True),
         log_format=_choice(env, "LOG_FORMAT", d.log_format, ("text", "json"), upper=False),
+        access_log=_choice(env, "ACCESS_LOG", "0", ("0", "1"), upper=False) == "1",
+        metrics_port=_metrics_port(env, port),
     )
+
+
+def _metrics_port(env: Mapping[str, str], port: int) -> int | None:
+    """METRICS_PORT: a second listener for /metrics and the detailed /readyz, or None."""
+    if not env.get("METRICS_PORT", "").strip():
+        return None
+    value = _number(env, "METRICS_PORT", 0, int, 1)
+    if value > 65535:
+        raise ConfigError(f"METRICS_PORT: must be at most 65535, got {value}")
+    if value == port:
+        raise ConfigError(f"METRICS_PORT: must differ from PORT ({port}); unset it to serve /metrics on PORT")
+    return value

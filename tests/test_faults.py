@@ -143,7 +143,7 @@ def test_json_logs_one_event_per_state_change_and_no_secrets(service_factory, si
     for line in log.splitlines():
         if line.startswith("{"):
             record = json.loads(line)
-            assert {"ts", "level", "logger", "msg"} <= record.keys()
+            assert {"time", "level", "logger", "message", "pid"} <= record.keys()
             events.append(record.get("event"))
     assert {"worker_started", "feed_connected", "feed_reconnecting", "shutdown"} <= set(events)
     reconnecting = next(json.loads(line) for line in log.splitlines() if '"feed_reconnecting"' in line)
