@@ -23,7 +23,11 @@ except ConfigError as exc:
     sys.stderr.write(config_error_line(str(exc), os.environ.get("LOG_FORMAT", "")))
     sys.exit(2)
 
-bind = f"0.0.0.0:{_settings.port}"
+bind = [f"0.0.0.0:{_settings.port}"]
+# METRICS_PORT: a second listener that alone answers /metrics and the detailed /readyz
+# (pledge_ws/views.py), so the public port need not tell anyone host names, pids or the leader.
+if _settings.metrics_port is not None:
+    bind.append(f"0.0.0.0:{_settings.metrics_port}")
 workers = _settings.web_concurrency
 # A socket per worker (SO_REUSEPORT): the kernel spreads long-lived /ws connections evenly,
 # instead of one shared socket where the same idle worker tends to win every accept.

@@ -54,9 +54,31 @@ def client_ip(remote_addr: str | None, forwarded_for: str | None, trusted: tuple
     return addr
 
 
+# With METRICS_PORT set, the only paths its listener answers; the public port loses /metrics.
+METRICS_PORT_PATHS = frozenset({"/metrics", "/readyz", "/healthz"})
+
+
+def on_metrics_port(server_port: str | None, metrics_port: int | None) -> bool:
+    """Whether a request came in on the METRICS_PORT listener (gunicorn's SERVER_PORT is the
+    listening socket's port, not the Host header's, so a client cannot claim it)."""
+    return metrics_port is not None and server_port == str(metrics_port)
+
+
 def register_views(app: Flask, sock: Sock, runtime: Runtime) -> None:
     settings = runtime.settings
     metrics = runtime.metrics
+
+    @app.before_request
+    def split_public_and_metrics_ports() -> tuple[Response, int] | None:
+        """METRICS_PORT keeps host names, pids and the leader's identity off the public port."""
+        if settings.metrics_port is None:
+            return None
+        g.metrics_port = on_metrics_port(request.environ.get("SERVER_PORT"), settings.metrics_port)
+        if g.metrics_port and request.path not in METRICS_PORT_PATHS:
+            return _error(404, "not found: this port serves only /metrics, /readyz and /healthz")
+        if not g.metrics_port and request.path == "/metrics":
+            return _error(404, "not found")
+        return None
 
     @app.before_request
     def guard_websocket_upgrade() -> tuple[Response, int] | None:
@@ -171,6 +193,8 @@ def register_views(app: Flask, sock: Sock, runtime: Runtime) -> None:
     @app.get("/readyz")
     def readyz() -> tuple[Response, int]:
         reasons = runtime.not_ready_reasons()
+        if settings.metrics_port is not None and not g.get("metrics_port"):
+            return jsonify({"ready": not reasons}), 200 if not reasons else 503  # details: METRICS_PORT
         feed = runtime.feed_view()
         body = {
             "ready": not reasons,
