@@ -123,7 +123,7 @@ def test_real_prometheus_scrapes_and_feed_down_fires(service, simulator, tmp_pat
             time.sleep(1)
         groups = http("GET", f"{base}/api/v1/rules")[1]["data"]["groups"]
         rules = [rule for group in groups for rule in group["rules"]]
-        assert len(rules) == 6 and all(rule["health"] == "ok" for rule in rules), rules
+        assert len(rules) == 7 and all(rule["health"] == "ok" for rule in rules), rules
         assert _alerts(base) == {}, _alerts(base)
         for expr in _dashboard_exprs():  # every panel's query is valid PromQL on real data
             _query(base, expr.replace("$__rate_interval", "1m").replace("$job", ".*"))
