@@ -247,6 +247,14 @@ class Client:
         self.ws.settimeout(timeout)
         return json.loads(self.ws.recv())
 
+    def next_non_price(self, timeout: float = 5.0) -> dict[str, Any]:
+        """The next frame that is not a price (the feed's hand-over poll may push one at start)."""
+        for _ in range(50):
+            message = self.recv(timeout)
+            if message["code"] != 0:
+                return message
+        raise AssertionError("only price frames")
+
     def next_price(self, timeout: float = 5.0, symbol: str | None = None) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:

@@ -23,15 +23,6 @@ def clients():
         client.close()
 
 
-def _next_non_price(client: Client, timeout: float = 5.0) -> dict:
-    """The next frame that is not a price (the feed's hand-over poll may push one any time)."""
-    for _ in range(8):
-        message = client.recv(timeout=timeout)
-        if message["code"] != 0:
-            return message
-    raise AssertionError("only price frames")
-
-
 def test_first_price_reaches_client_exactly_as_the_exchange_sent_it(service, simulator, clients):
     client = clients(service.ws_url)
     sent = simulator.set_price("PLGR-USDT", "0.002700")
@@ -61,7 +52,7 @@ def test_three_ping_spellings_get_pongs(service, clients):
     client = clients(service.ws_url)
     for text in ("ping", '"ping"', "'ping'"):
         client.send(text)
-        assert _next_non_price(client) == {"code": 1, "data": "pong"}
+        assert client.next_non_price() == {"code": 1, "data": "pong"}
 
 
 def test_silent_client_dropped_while_pinging_client_stays(service_factory, simulator, clients):
@@ -70,13 +61,13 @@ def test_silent_client_dropped_while_pinging_client_stays(service_factory, simul
     started = time.monotonic()
     while time.monotonic() - started < 4:
         pinging.send("ping")
-        assert _next_non_price(pinging)["code"] == 1
+        assert pinging.next_non_price()["code"] == 1
         time.sleep(0.4)
-    assert _next_non_price(silent, timeout=1) == {"code": -1, "data": "heartbeat timeout"}
+    assert silent.next_non_price(timeout=1) == {"code": -1, "data": "heartbeat timeout"}
     opcode, _frame = silent.ws.recv_data_frame()
     assert opcode == websocket.ABNF.OPCODE_CLOSE
     pinging.send("ping")
-    assert _next_non_price(pinging) == {"code": 1, "data": "pong"}
+    assert pinging.next_non_price() == {"code": 1, "data": "pong"}
 
 
 def test_redis_key_and_http_price_match_last_price(service, simulator, redis, clients):
