@@ -6,7 +6,7 @@ counts) for ``silence_limit`` means the link is dead. On every (re)subscribe it 
 the latest prices from Redis, so a worker that was cut off catches up at once; the order
 guard downstream drops anything it already had.
 
-Behind Sentinel (store.connect_redis) a failover can leave this connection on a node that is
+Behind Sentinel (redis_client.connect_redis) a failover can leave this connection on a node that is
 no longer the master: dead (the ping catches it), or alive as a replica, where it would still
 answer pings. So every ``MASTER_CHECK_EVERY`` the loop also asks the sentinels for the master
 and ends the session if this connection is elsewhere; the next one goes to the new master.
@@ -24,11 +24,11 @@ from collections.abc import Callable
 
 import gevent
 import redis
-import redis.sentinel
 
 from pledge_ws.clock import Backoff
 from pledge_ws.leader import BEAT_CHANNEL
 from pledge_ws.metrics import Metrics
+from pledge_ws.redis_client import sentinel_master
 from pledge_ws.store import TICKS_CHANNEL
 from pledge_ws.ticks import Tick, TickError
 
@@ -129,13 +129,12 @@ class BusSubscriber:
 
     def _check_master(self, pubsub: redis.client.PubSub) -> None:
         """Sentinel only: end the session if this connection is not on the current master."""
-        pool = self.client.connection_pool
         connection = pubsub.connection
-        if not isinstance(pool, redis.sentinel.SentinelConnectionPool) or connection is None:
+        master = sentinel_master(self.client)  # also drops the pool's idle connections to an old one
+        if master is None or connection is None:
             return
-        master = pool.get_master_address()  # also drops the pool's idle connections to an old one
-        here = (connection.host, connection.port)
-        if tuple(master) != here:
+        here = (str(connection.host), int(connection.port))
+        if master != here:
             raise BusSilent(f"subscribed to {here[0]}:{here[1]}, but the master is now {master[0]}:{master[1]}")
 
     def _deliver(self, data: object) -> None:

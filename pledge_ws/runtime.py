@@ -30,7 +30,8 @@ from pledge_ws.metrics import Metrics
 from pledge_ws.poller import RestPoller
 from pledge_ws.protocol import CLOSE_GOING_AWAY, SHUTDOWN_REASON, close_frame, error_payload, text_frame
 from pledge_ws.recoverer import Recoverer
-from pledge_ws.store import HISTORY_LIMIT, PriceBook, RedisWriter, connect_redis
+from pledge_ws.redis_client import connect_redis
+from pledge_ws.store import HISTORY_LIMIT, PriceBook, RedisWriter
 from pledge_ws.ticks import SequenceGuard, Tick, relative_jump
 
 log = logging.getLogger(__name__)

@@ -32,15 +32,12 @@ from typing import Protocol
 import gevent
 import gevent.event
 import redis
-import redis.sentinel
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from pledge_ws.clock import Backoff
 from pledge_ws.config import mask_url
 from pledge_ws.fencing import NOT_LEADER, RESET, RESET_AFTER_MS, WRITE_LATEST_SCRIPT, WRITTEN, normalize_sequence
 from pledge_ws.metrics import Metrics
-from pledge_ws.redis_url import is_sentinel_url, parse_sentinel_url
+from pledge_ws.redis_client import MasterFollower
 from pledge_ws.ticks import Tick, TickError
 
 log = logging.getLogger(__name__)
@@ -48,17 +45,12 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "pledge_ws:"
 TICKS_CHANNEL = f"{KEY_PREFIX}ticks"
 LEADER_KEY = f"{KEY_PREFIX}leader"
-REDIS_TIMEOUT = 1.0
 HISTORY_LIMIT = 1000  # ticks kept per symbol, in Redis and in each worker's memory
 MAX_UNWRITTEN = 10_000  # ticks waiting for Redis; beyond it the oldest are dropped
 
 
 def price_key(symbol: str) -> str:
     return f"{KEY_PREFIX}price:{symbol}"
-
-
-def history_key(symbol: str) -> str:
-    return f"{KEY_PREFIX}history:{symbol}"
 
 
 class PriceBook:
@@ -92,43 +84,6 @@ class PriceBook:
         if since is not None:
             ticks = [t for t in ticks if t.ts >= since]
         return list(ticks)[-limit:] if limit else []
-
-
-def connect_redis(url: str) -> redis.Redis:
-    """One client per process, shared by the writer, the bus and the elector.
-
-    A ``redis+sentinel://`` URL gives redis-py's Sentinel-managed master client: every new
-    connection asks the sentinels for the current master, and a command that meets a demoted
-    master (READONLY) disconnects so that the next one asks again. What it does not do (it
-    never listens to ``+switch-master``; a pub/sub connection on an old node stays there) is
-    covered by the writer's server check and the bus's master check (bus.py).
-    """
-    if is_sentinel_url(url):
-        target = parse_sentinel_url(url)
-        timeouts = {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT}
-        sentinel = redis.sentinel.Sentinel(
-            target.sentinels,
-            sentinel_kwargs={**timeouts, "password": target.sentinel_password, "ssl": target.ssl},
-        )
-        return sentinel.master_for(
-            target.service,
-            db=target.db,
-            username=target.username,
-            password=target.password,
-            ssl=target.ssl,
-            health_check_interval=0,
-            retry=Retry(NoBackoff(), 0),
-            decode_responses=False,
-            **timeouts,
-        )
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=REDIS_TIMEOUT,
-        socket_connect_timeout=REDIS_TIMEOUT,
-        health_check_interval=0,
-        retry_on_timeout=False,
-        decode_responses=False,
-    )
 
 
 class SharedHistory(Protocol):
@@ -180,6 +135,7 @@ class RedisWriter:
         self._rewrite: dict[str, Tick] = {}
         self._wakeup = gevent.event.Event()
         self._run_id: bytes | None = None
+        self._master = MasterFollower(client)
         self._rewrite_due = False  # a new Redis server (or one back): rewrite once we may write
 
     def offer(self, tick: Tick) -> None:
@@ -193,9 +149,6 @@ class RedisWriter:
     def read_latest(self, symbols: tuple[str, ...]) -> list[Tick]:
         """The latest tick Redis holds for each of ``symbols``."""
         return self._read_ticks(lambda: self.client.mget([price_key(s) for s in symbols]))
-
-    def read_history(self, symbol: str) -> list[Tick]:
-        return self._read_ticks(lambda: self.client.lrange(history_key(symbol), 0, -1))
 
     def _read_ticks(self, read: Callable[[], list[bytes | None]]) -> list[Tick]:
         try:
@@ -257,6 +210,15 @@ class RedisWriter:
 
     def _check(self) -> bool:
         """True if Redis is a new instance (or back from an outage): rewrite the latest prices."""
+        moved_from = self._master.check()
+        if moved_from is not None:
+            new = self._master.master or ("?", 0)
+            log.warning(
+                "redis master moved from %s:%d to %s:%d (Sentinel): connections to the old one dropped",
+                *moved_from,
+                *new,
+                extra={"event": "redis_master_moved", "url": self.url},
+            )
         run_id = self.client.info("server").get("run_id")
         if self._run_id is not None and run_id != self._run_id:
             self.metrics.redis_failovers.inc()

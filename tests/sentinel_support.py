@@ -247,6 +247,7 @@ class KeyPoller:
         self.phase = ""  # set by the test; each violation is recorded with it
         self.violations: list[str] = []
         self.by_phase: dict[str, list[str]] = {}
+        self.last_sample = (0.0, False)  # (monotonic time, some key below the highest seen)
         self._stop = False
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -261,11 +262,14 @@ class KeyPoller:
                 time.sleep(self.interval)
                 continue
             self.samples += 1
+            behind = False
             for symbol, tick in ticks.items():
                 seq = int(tick["seq"])
                 if seq < last.get(symbol, -1):
+                    behind = True
                     self._violation(f"{symbol}: key went back from seq {last[symbol]} to {seq}")
                 last[symbol] = max(seq, last.get(symbol, -1))
+            self.last_sample = (time.monotonic(), behind)
             first = ticks.get(self.symbols[0])
             if first is not None and primary is not None and primary != first["price"]:
                 self._violation(f"primary key {primary!r} != {first['price']!r} (read together)")
@@ -275,6 +279,11 @@ class KeyPoller:
         self.by_phase.setdefault(self.phase, []).append(text)
         if not self.phase.startswith("allowed:"):
             self.violations.append(text)
+
+    def caught_up_since(self, since: float) -> bool:
+        """A sample read after ``since`` (monotonic) found every key at the highest seen."""
+        at, behind = self.last_sample
+        return at > since and not behind
 
     def stop(self) -> None:
         self._stop = True
