@@ -85,11 +85,12 @@ def post_worker_init(worker):
     runtime = runtime_of(worker.wsgi)
     runtime.start()
 
-    def drain_then_exit():
-        runtime.shutdown(grace=min(5.0, graceful_timeout / 2))
-        worker.alive = False
-
     def on_term(signum, frame):
-        gevent.spawn(drain_then_exit)
+        # Stop accepting at once (gunicorn's worker loop closes its listeners within a second
+        # of alive going False, then waits up to graceful_timeout for the open connections),
+        # so reconnecting clients go to the other workers instead of meeting this one's 503;
+        # meanwhile the drain closes every client with 1001 and its reconnect hint.
+        worker.alive = False
+        gevent.spawn(runtime.shutdown, grace=min(5.0, graceful_timeout / 2))
 
     signal.signal(signal.SIGTERM, on_term)

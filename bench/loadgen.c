@@ -10,7 +10,14 @@
  *                 [--warmup S] [--duration S] [--stalled-fraction F]
  *                 [--ping-interval S] [--drain S] [--connect-timeout S]
  *                 [--max-pending K] [--ramp-grace S] [--origin O] [--stalled-pings]
- *                 [--busy-poll] [--json]
+ *                 [--busy-poll] [--reconnect] [--json]
+ *
+ * --reconnect (rolling restarts): a client the server closes after the ramp
+ * connects again, at a moment drawn uniformly from the close reason's
+ * "reconnect_window_ms=W" hint (0 without one), as the reference client does,
+ * retrying every 200-400 ms while refused. It counts as back at its first price
+ * newer than the last one it had; the result's "reconnect" object gives how
+ * long that took, from its own close and from the first close of the run.
  *
  * Client model: by default the loop sleeps in epoll_wait, so on loopback every
  * frame the server sends also pays for waking this process (the wake-up is
@@ -318,13 +325,14 @@ static seq_ent *seq_lookup(uint64_t seq, int *created) {
 
 /* ---------------------------------------------------------- connections */
 
-enum { ST_IDLE, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_DONE };
+enum { ST_IDLE, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_DONE, ST_WAIT };
 enum { PH_RAMP, PH_WARMUP, PH_WINDOW, PH_DRAIN, PH_END };
 
 typedef struct {
     int fd;
     uint8_t state, stalled, got_code0, closed_by_server, have_seq, we_closed, reading;
     uint8_t frag_op;
+    uint8_t returning; /* --reconnect: closed by the server, not yet back with a new price */
     char key[32];
     char *rbuf;
     uint32_t rlen, rcap;
@@ -333,6 +341,7 @@ typedef struct {
     char *frag;
     uint32_t fraglen, fragcap;
     double t_start, t_open, next_ping;
+    double t_closed, t_retry; /* --reconnect: when the server closed it; next attempt */
     uint64_t last_seq;
     uint32_t in_window; /* distinct window seqs received */
 } conn_t;
@@ -343,7 +352,8 @@ static struct sockaddr_in dst;
 static char host_hdr[300], path[1024], origin[512];
 
 /* options */
-static int opt_clients = 100, opt_json = 0, opt_stalled_pings = 0, opt_max_pending = 200, opt_busy_poll = 0;
+static int opt_clients = 100, opt_json = 0, opt_stalled_pings = 0, opt_max_pending = 200, opt_busy_poll = 0,
+           opt_reconnect = 0;
 static double opt_ramp = 1000, opt_warmup = 5, opt_duration = 15, opt_stalled = 0,
               opt_ping = 5, opt_drain = 2, opt_connect_timeout = 10, opt_ramp_grace = 30;
 
@@ -354,6 +364,10 @@ static long n_closed_well, n_closed_stalled, n_closed_well_window;
 static long n_ooo, n_dup, n_ooo_all, n_dup_all, n_pongs, n_pings_sent, n_err_frames, n_binary, n_ws_pings,
     n_proto_err, n_code0_total;
 static long n_close_frames;
+/* --reconnect */
+static long n_rc_closed, n_rc_back, n_rc_attempts, n_rc_failures, n_rc_hinted;
+static double t_first_close, t_last_back, rc_window_ms_seen = -1;
+static double *rc_downtime_ms; /* per client that came back: close -> first new price */
 static char first_error[160];
 static double stalled_close_s[4096]; /* seconds after open; RST-style closes seen live */
 static int n_stalled_close_seen;
@@ -393,9 +407,40 @@ static void conn_close(conn_t *c, int by_server) {
     free(c->rbuf), free(c->wbuf), free(c->frag);
     c->rbuf = c->wbuf = c->frag = NULL;
     c->rcap = c->rlen = c->wcap = c->wlen = c->fragcap = c->fraglen = 0;
+    if (opt_reconnect && !c->stalled && phase >= PH_WARMUP && phase <= PH_WINDOW &&
+        ((was_open && by_server) || c->returning)) {
+        double now = mono_ms();
+        if (!c->returning) {
+            c->returning = 1, c->t_closed = now, n_rc_closed++;
+            if (t_first_close == 0) t_first_close = now;
+        }
+        c->state = ST_WAIT;
+        c->t_retry = now + 200.0 + 200.0 * rng01(); /* a close frame's hint overrides this */
+    }
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The spread a closing server asked for: "reconnect_window_ms=W" in its reason. */
+static double hinted_window_ms(const char *reason, size_t n) {
+    static const char key[] = "reconnect_window_ms=";
+    const char *p = memmem(reason, n, key, sizeof key - 1);
+    if (!p) return 0;
+    double w = 0;
+    for (p += sizeof key - 1; p < reason + n && *p >= '0' && *p <= '9'; p++) w = w * 10 + (*p - '0');
+    return w > 60000 ? 60000 : w;
 }
 
 static void conn_fail(conn_t *c, long *reason) {
+    if (c->returning) { /* a reconnect attempt: conn_close schedules the next one */
+        n_rc_failures++;
+        c->t_retry = 0;
+        conn_close(c, 0);
+        return;
+    }
     (*reason)++;
     n_failed++;
     conn_close(c, 0);
@@ -549,6 +594,10 @@ static void on_text(conn_t *c, const char *s, size_t n) {
         if (seq == c->last_seq) n_dup_all++, n_dup += phase == PH_WINDOW;
         else n_ooo_all++, n_ooo += phase == PH_WINDOW;
     }
+    if (fresh && c->returning && c->have_seq) {
+        c->returning = 0, n_rc_back++, t_last_back = now;
+        rc_downtime_ms[n_rc_back - 1] = now - c->t_closed;
+    }
     if (fresh) c->last_seq = seq, c->have_seq = 1;
     /* a live price (not the connect snapshot) to a client connected during the ramp */
     if (fresh && phase == PH_RAMP && !c->stalled && !isnan(ts) && now - c->t_open > 200.0)
@@ -603,6 +652,13 @@ static void parse_frames(conn_t *c) {
         case 0x8: /* close: the server ended it */
             n_close_frames++;
             if (!c->we_closed) send_frame(c, 0x8, pl, len >= 2 ? 2 : 0);
+            if (opt_reconnect) {
+                double w = len > 2 ? hinted_window_ms(pl + 2, (size_t)len - 2) : 0;
+                if (w > 0) n_rc_hinted++, rc_window_ms_seen = w;
+                conn_close(c, 1);
+                if (c->state == ST_WAIT) c->t_retry = c->t_closed + rng01() * w;
+                return;
+            }
             conn_close(c, 1);
             return;
         case 0x9:
@@ -691,7 +747,8 @@ static void on_readable(conn_t *c) {
         }
         c->state = ST_OPEN;
         c->t_open = mono_ms();
-        n_connected++;
+        c->t_retry = 0;
+        if (!c->returning) n_connected++;
         memmove(c->rbuf, c->rbuf + hl, c->rlen - hl);
         c->rlen -= hl;
         if (c->stalled) {
@@ -703,7 +760,7 @@ static void on_readable(conn_t *c) {
             ep_set(c, c->wlen ? EPOLLOUT : 0);
             return;
         }
-        n_well_connected++;
+        if (!c->returning) n_well_connected++;
         c->next_ping = c->t_open + rng01() * opt_ping * 1000.0;
     }
     parse_frames(c);
@@ -750,7 +807,7 @@ static void usage(void) {
             "usage: loadgen --url ws://127.0.0.1:PORT/ws --clients N [--ramp-per-sec R] "
             "[--warmup S] [--duration S] [--stalled-fraction F] [--ping-interval S] "
             "[--drain S] [--connect-timeout S] [--max-pending K] [--ramp-grace S] [--origin O] "
-            "[--stalled-pings] [--busy-poll] [--json]\n");
+            "[--stalled-pings] [--busy-poll] [--reconnect] [--json]\n");
     exit(2);
 }
 
@@ -791,6 +848,7 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "--json")) { opt_json = 1; continue; }
         if (!strcmp(a, "--stalled-pings")) { opt_stalled_pings = 1; continue; }
         if (!strcmp(a, "--busy-poll")) { opt_busy_poll = 1; continue; }
+        if (!strcmp(a, "--reconnect")) { opt_reconnect = 1; continue; }
         if (!v) usage();
         if (!strcmp(a, "--url")) url = v;
         else if (!strcmp(a, "--clients")) opt_clients = atoi(v);
@@ -832,13 +890,15 @@ int main(int argc, char **argv) {
     conns = calloc((size_t)nconns, sizeof *conns);
     if (!conns) die("out of memory");
     for (int i = 0; i < nconns; i++) conns[i].fd = -1;
+    rc_downtime_ms = calloc((size_t)nconns, sizeof *rc_downtime_ms);
+    if (!rc_downtime_ms) die("out of memory");
     epfd = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event *evs = calloc(4096, sizeof *evs);
 
     double t_begin = mono_ms(), t_hard = t_begin + hard_s * 1000.0;
     double last_timeout_scan = 0, t_ramp_end = t_begin + (ramp_s + opt_ramp_grace) * 1000.0;
     double t_warm_end = 0, t_win_start = 0, t_win_end = 0, t_drain_end = 0;
-    double cpu_win_start = 0, cpu_win_end = 0, last_ping_scan = 0;
+    double cpu_win_start = 0, cpu_win_end = 0, last_ping_scan = 0, last_rc_scan = 0;
     int started = 0, truncated = 0;
     double ramp_seconds = NAN;
     event("start", "{\"clients\":%d,\"ramp_s\":%.3f}", opt_clients, ramp_s);
@@ -917,6 +977,20 @@ int main(int argc, char **argv) {
         if (phase == PH_DRAIN && now >= t_drain_end) {
             phase = PH_END;
             break;
+        }
+        /* --reconnect: start the attempts that are due; time out stuck ones */
+        if (opt_reconnect && n_rc_back < n_rc_closed && now - last_rc_scan >= 5.0) {
+            last_rc_scan = now;
+            for (int i = 0; i < nconns; i++) {
+                conn_t *c = &conns[i];
+                if (c->state == ST_WAIT && now >= c->t_retry && phase <= PH_WINDOW) {
+                    c->t_retry = 0;
+                    n_rc_attempts++;
+                    start_connect(c, i);
+                } else if (c->returning && (c->state == ST_CONNECTING || c->state == ST_HANDSHAKE) &&
+                           now - c->t_start >= opt_connect_timeout * 1000.0)
+                    conn_fail(c, &n_fail_timeout);
+            }
         }
         /* pings: scan every 50 ms, jittered per client */
         if (now - last_ping_scan >= 50.0) {
@@ -1032,6 +1106,19 @@ int main(int argc, char **argv) {
         fprintf(f, "\"window_max_latency_ms_per_s\":[");
         for (long i = 0; i < secs; i++) fprintf(f, "%s%.1f", i ? "," : "", tl_max[i]);
         fprintf(f, "],%s", sep);
+    }
+    if (opt_reconnect) {
+        qsort(rc_downtime_ms, (size_t)n_rc_back, sizeof *rc_downtime_ms, cmp_double);
+#define RCQ(q) (n_rc_back ? rc_downtime_ms[(size_t)((n_rc_back - 1) * (q))] : NAN)
+        fprintf(f, "\"reconnect\":{\"closed\":%ld,\"back\":%ld,\"not_back\":%ld,\"attempts\":%ld,"
+                   "\"failed_attempts\":%ld,\"hinted_closes\":%ld,",
+                n_rc_closed, n_rc_back, n_rc_closed - n_rc_back, n_rc_attempts, n_rc_failures, n_rc_hinted);
+        jnum(f, "hint_window_ms", rc_window_ms_seen, 0);
+        jnum(f, "downtime_p50_ms", RCQ(0.5), 0);
+        jnum(f, "downtime_p99_ms", RCQ(0.99), 0);
+        jnum(f, "downtime_max_ms", RCQ(1.0), 0);
+        jnum(f, "all_back_after_first_close_s", n_rc_back ? (t_last_back - t_first_close) / 1000.0 : NAN, 1);
+        fprintf(f, "},%s", sep);
     }
     NUM("close_frames", n_close_frames);
     NUM("error_frames", n_err_frames);
