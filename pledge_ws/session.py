@@ -3,7 +3,7 @@
 The upgrade (``upgrade.py``) hands over the socket and a handshake-free wsproto connection;
 the session reads in the request greenlet itself, so a connection costs one greenlet (no
 reader thread), and its receive timeout is the heartbeat deadline.
-Writes never happen here directly: they go through :class:`~pledge_ws.hub.Connection`.
+Writes never happen here directly: they go through :class:`~pledge_ws.connection.Connection`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 from pledge_ws import protocol
 from pledge_ws.clock import HeartbeatClock, TokenBucket
 from pledge_ws.config import Settings
-from pledge_ws.hub import Connection, Hub
+from pledge_ws.connection import Connection
+from pledge_ws.hub import Hub
 from pledge_ws.metrics import Metrics
 from pledge_ws.recoverer import Recoverer
 from pledge_ws.recovery import Recovery

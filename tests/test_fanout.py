@@ -10,7 +10,8 @@ import socket
 import gevent
 import pytest
 
-from pledge_ws.hub import MAX_BROADCAST_LAG, Connection, Hub
+from pledge_ws.connection import Connection
+from pledge_ws.hub import MAX_BROADCAST_LAG, Hub
 from pledge_ws.metrics import Metrics
 from pledge_ws.protocol import price_payload, text_frame
 from pledge_ws.ticks import Tick

@@ -12,8 +12,9 @@ import time
 import gevent
 import pytest
 
+from pledge_ws.connection import REPLAY_LIVE_LIMIT, Connection
 from pledge_ws.history import LocalHistory
-from pledge_ws.hub import REPLAY_LIVE_LIMIT, Connection, Hub
+from pledge_ws.hub import Hub
 from pledge_ws.metrics import Metrics
 from pledge_ws.recoverer import Recoverer
 from pledge_ws.recovery import Entry, NotRecovered, Recovered, decide, merge, parse_since, plan
