@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from types import FunctionType
+from typing import Any
 
 from flask import Flask
 
@@ -16,10 +18,32 @@ from pledge_ws.views import register_views
 EXTENSION = "pledge_ws"
 
 
+class PledgeFlask(Flask):
+    """Flask whose ``ensure_sync`` (the documented override point) remembers its answer.
+
+    Flask asks ``inspect.iscoroutinefunction`` for every hook and view on every request,
+    four times per ``/ws`` upgrade; the answer never changes for a plain function. Only
+    plain functions are remembered (hooks and views are registered once), so the cache is
+    bounded by what the app registered.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._sync_checked: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        known = self._sync_checked.get(func)
+        if known is None:
+            known = super().ensure_sync(func)
+            if isinstance(func, FunctionType):
+                self._sync_checked[func] = known
+        return known
+
+
 def create_app(settings: Settings | None = None, env: Mapping[str, str] | None = None) -> Flask:
     settings = settings or load_settings(os.environ if env is None else env)
     configure_logging(settings)
-    app = Flask(__name__, static_folder="static", static_url_path="/static")
+    app = PledgeFlask(__name__, static_folder="static", static_url_path="/static")
     runtime = Runtime(settings)
     app.extensions[EXTENSION] = runtime
     sock = UpgradeSock(app)  # the upgrade seam: pledge_ws/upgrade.py

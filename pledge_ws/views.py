@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import time
+from dataclasses import dataclass
 
 from flask import Flask, Response, g, jsonify, request, send_from_directory
 from flask_sock import Sock
@@ -54,6 +55,18 @@ def client_ip(remote_addr: str | None, forwarded_for: str | None, trusted: tuple
     return addr
 
 
+WS_UPGRADE = "pledge_ws.upgrade"  # environ key of the checked upgrade (the guard -> the view)
+
+
+@dataclass(frozen=True, slots=True)
+class WsUpgrade:
+    """What the guard established for one ``/ws`` upgrade, for the view and the teardown."""
+
+    symbols: tuple[str, ...]
+    since: dict[str, int] | None
+    ip: str
+
+
 # With METRICS_PORT set, the only paths its listener answers; the public port loses /metrics.
 METRICS_PORT_PATHS = frozenset({"/metrics", "/readyz", "/healthz"})
 
@@ -82,62 +95,73 @@ def register_views(app: Flask, sock: Sock, runtime: Runtime) -> None:
 
     @app.before_request
     def guard_websocket_upgrade() -> tuple[Response, int] | None:
-        """Refuse at the HTTP stage what must not become a WebSocket (clear status + body)."""
-        if request.path != "/ws":
+        """Refuse at the HTTP stage what must not become a WebSocket (clear status + body).
+
+        Reads the WSGI environ directly (one context lookup, not one per header) and leaves
+        what the view needs in one :class:`WsUpgrade`: a storm is bounded by each upgrade's CPU.
+        """
+        req = request._get_current_object()  # type: ignore[attr-defined]
+        if req.path != "/ws":
             return None
-        if request.headers.get("Upgrade", "").lower() != "websocket":
+        environ = req.environ
+        if environ.get("HTTP_UPGRADE", "").lower() != "websocket":
             return _error(400, "expected a WebSocket upgrade request")
-        if not settings.origin_allowed(request.headers.get("Origin")):
+        origin = environ.get("HTTP_ORIGIN")
+        if not settings.origin_allowed(origin):
             metrics.connections_rejected.labels(reason="origin").inc()
-            return _error(403, "origin not allowed", origin=request.headers.get("Origin"))
+            return _error(403, "origin not allowed", origin=origin)
         if runtime.shutting_down:
             metrics.connections_rejected.labels(reason="shutting_down").inc()
             return _error(503, "server shutting down, try again later")
         if runtime.ws_slots >= settings.max_connections:
             metrics.connections_rejected.labels(reason="max_connections").inc()
             return _error(503, "too many connections, try again later")
-        ip = client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"), settings.trusted_proxies)
+        ip = client_ip(environ.get("REMOTE_ADDR"), environ.get("HTTP_X_FORWARDED_FOR"), settings.trusted_proxies)
         limit = settings.max_connections_per_ip
         if limit and runtime.clients_per_ip.get(ip, 0) >= limit:
             metrics.connections_rejected.labels(reason="max_connections_per_ip").inc()
             return _error(429, "too many connections from this address, try again later")
-        raw = request.args.get("symbols")
-        symbols = (settings.primary_symbol,) if raw is None else normalize_symbols(raw, settings.symbols)
-        if isinstance(symbols, Invalid):
-            metrics.connections_rejected.labels(reason="bad_symbols").inc()
-            return _error(400, symbols.reason, symbols=list(settings.symbols))
-        since = parse_since(request.args["since"], symbols) if "since" in request.args else None
-        if isinstance(since, str):
-            metrics.connections_rejected.labels(reason="bad_since").inc()
-            return _error(400, since, since=request.args["since"][:200], symbols=list(symbols))
-        g.ws_since = since
+        symbols: tuple[str, ...] | Invalid = (settings.primary_symbol,)
+        since: dict[str, int] | str | None = None
+        if environ.get("QUERY_STRING"):
+            args = req.args
+            raw = args.get("symbols")
+            if raw is not None:
+                symbols = normalize_symbols(raw, settings.symbols)
+            if isinstance(symbols, Invalid):
+                metrics.connections_rejected.labels(reason="bad_symbols").inc()
+                return _error(400, symbols.reason, symbols=list(settings.symbols))
+            since = parse_since(args["since"], symbols) if "since" in args else None
+            if isinstance(since, str):
+                metrics.connections_rejected.labels(reason="bad_since").inc()
+                return _error(400, since, since=args["since"][:200], symbols=list(symbols))
+        assert not isinstance(symbols, Invalid) and not isinstance(since, str)
         # Prices are ~100-byte frames: permessage-deflate would cost ~300 KB of zlib state
         # per connection for nothing, so it is never negotiated.
-        request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
-        g.ws_symbols = symbols
-        g.client_ip = ip
+        environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
         # Counted from here, not from the end of the handshake: concurrent upgrades from one
         # address cannot all slip under the limits. Released in release_ws_slot below.
         runtime.take_ws_slot(ip)
-        g.ws_slot = ip
+        environ[WS_UPGRADE] = WsUpgrade(symbols, since, ip)
         return None
 
     @app.teardown_request
     def release_ws_slot(_exc: BaseException | None) -> None:
-        ip = g.pop("ws_slot", None)
-        if ip is not None:
-            runtime.release_ws_slot(ip)
+        upgrade = request.environ.pop(WS_UPGRADE, None)
+        if upgrade is not None:
+            runtime.release_ws_slot(upgrade.ip)
 
     @sock.route("/ws")
     def ws_endpoint(ws: object) -> None:
+        upgrade: WsUpgrade = request.environ[WS_UPGRADE]
         ClientSession(
             ws,
             runtime.hub,
             settings,
             metrics,
-            g.ws_symbols,
-            peer=g.client_ip,
-            since=g.ws_since,
+            upgrade.symbols,
+            peer=upgrade.ip,
+            since=upgrade.since,
             recoverer=runtime.recoverer,
         ).run()
 
