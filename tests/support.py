@@ -234,6 +234,35 @@ class Service:
         return self.process.stop(sig)
 
 
+class Instances:
+    """Instances of the service (two workers each by default) on one Redis and one simulator,
+    and the clients a test opens on them, closed with them (anything with ``close()``)."""
+
+    def __init__(self, sim_url: str, redis_url: str, symbols: tuple[str, ...], count: int = 2, **env: str) -> None:
+        self.env = {
+            "KUCOIN_API_URL": sim_url,
+            "REDIS_URL": redis_url,
+            "WEB_CONCURRENCY": "2",
+            "SYMBOLS": ",".join(symbols),
+            **env,
+        }
+        self.count = count
+        self.services: list[Service] = []
+        self.clients: list[Any] = []
+
+    def start(self, ready_timeout: float = 20.0) -> Instances:
+        self.services.extend(Service(self.env) for _ in range(self.count))
+        for svc in self.services:
+            svc.wait_ready(timeout=ready_timeout)
+        return self
+
+    def stop(self) -> None:
+        for client in self.clients:
+            client.close()
+        for svc in self.services:
+            svc.stop()
+
+
 class Client:
     """A real WebSocket client (websocket-client) with bounded waits."""
 

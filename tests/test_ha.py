@@ -8,7 +8,7 @@ import pytest
 import redis as redis_lib
 
 from tests.sentinel_support import KeyPoller, Reader, read_keys
-from tests.support import Service, Simulator, wait_until
+from tests.support import Instances, Simulator, wait_until
 
 SYMBOLS = ("PLGR-USDT", "BTC-USDT")
 LEADER_TTL = 3.0  # leader.LEADER_TTL
@@ -18,25 +18,11 @@ LIVE_WINDOW = 2.5  # liveness.LIVE_WINDOW
 @pytest.fixture
 def cluster(redis):
     sim = Simulator(rate=5, symbols=",".join(SYMBOLS))
-    env = {
-        "KUCOIN_API_URL": sim.url,
-        "REDIS_URL": redis.url,
-        "WEB_CONCURRENCY": "2",
-        "SYMBOLS": ",".join(SYMBOLS),
-        "HEARTBEAT_TIMEOUT": "300",
-    }
-    services: list[Service] = []
-    readers: list[Reader] = []
+    instances = Instances(sim.url, redis.url, SYMBOLS, HEARTBEAT_TIMEOUT="300")
     try:
-        services.extend([Service(env), Service(env)])
-        for svc in services:
-            svc.wait_ready(timeout=20)
-        yield sim, services, readers
+        yield sim, instances.start().services, instances.clients
     finally:
-        for reader in readers:
-            reader.close()
-        for svc in services:
-            svc.stop()
+        instances.stop()
         sim.stop()
 
 
@@ -102,11 +88,9 @@ def test_history_in_redis_keeps_the_ticks_accepted_during_an_outage(service, sim
 
 def test_leader_steps_down_after_a_redis_restart_past_the_ttl(redis):
     sim = Simulator(rate=0, symbols=",".join(SYMBOLS))
-    env = {"KUCOIN_API_URL": sim.url, "REDIS_URL": redis.url, "WEB_CONCURRENCY": "2", "SYMBOLS": ",".join(SYMBOLS)}
-    services = [Service(env), Service(env)]
+    instances = Instances(sim.url, redis.url, SYMBOLS)
     try:
-        for svc in services:
-            svc.wait_ready(timeout=20)
+        services = instances.start().services
         redis.kill()
         time.sleep(LEADER_TTL + 1)  # every worker's lease has lapsed
         redis.start()
@@ -118,8 +102,7 @@ def test_leader_steps_down_after_a_redis_restart_past_the_ttl(redis):
         holder = redis_lib.Redis(port=redis.port).get("pledge_ws:leader")
         assert holder is not None
     finally:
-        for svc in services:
-            svc.stop()
+        instances.stop()
         sim.stop()
 
 

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.support import Client, Service, Simulator, wait_until
+from tests.support import Client, Instances, Service, Simulator, wait_until
 
 FAILOVER_BOUND = 8.0  # seconds from kill -9 of the leader to prices on surviving workers
 
@@ -15,18 +15,11 @@ FAILOVER_BOUND = 8.0  # seconds from kill -9 of the leader to prices on survivin
 @pytest.fixture
 def cluster(redis):
     sim = Simulator(rate=0, symbols="PLGR-USDT,BTC-USDT")
-    env = {"KUCOIN_API_URL": sim.url, "REDIS_URL": redis.url, "WEB_CONCURRENCY": "2", "SYMBOLS": "PLGR-USDT,BTC-USDT"}
-    services = [Service(env), Service(env)]
-    clients: list[Client] = []
+    instances = Instances(sim.url, redis.url, ("PLGR-USDT", "BTC-USDT"))
     try:
-        for svc in services:
-            svc.wait_ready(timeout=20)
-        yield sim, services, clients
+        yield sim, instances.start().services, instances.clients
     finally:
-        for client in clients:
-            client.close()
-        for svc in services:
-            svc.stop()
+        instances.stop()
         sim.stop()
 
 

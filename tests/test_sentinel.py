@@ -6,7 +6,7 @@ import time
 import pytest
 
 from tests.sentinel_support import KeyPoller, Reader, SentinelDeployment, read_keys
-from tests.support import Service, Simulator, wait_until
+from tests.support import Instances, Service, Simulator, wait_until
 
 SYMBOLS = ("PLGR-USDT", "BTC-USDT")
 PASSWORD = "s3cret-Sentinel-pw"
@@ -18,28 +18,14 @@ CATCH_UP_BOUND = 6.0  # seconds from the workers' move to the new master until i
 def deployment():
     sentinels = SentinelDeployment(password=PASSWORD).start()
     sim = Simulator(rate=5, symbols=",".join(SYMBOLS))
-    env = {
-        "KUCOIN_API_URL": sim.url,
-        "REDIS_URL": sentinels.url,
-        "WEB_CONCURRENCY": "2",
-        "SYMBOLS": ",".join(SYMBOLS),
-        "HEARTBEAT_TIMEOUT": "300",
-    }
-    services: list[Service] = []
-    readers: list[Reader] = []
+    instances = Instances(sim.url, sentinels.url, SYMBOLS, HEARTBEAT_TIMEOUT="300")
     try:
-        services.extend([Service(env), Service(env)])
-        for svc in services:
-            svc.wait_ready(timeout=30)
-        yield sentinels, sim, services, readers
+        yield sentinels, sim, instances.start(ready_timeout=30).services, instances.clients
     finally:
-        for reader in readers:
-            reader.close()
-        for svc in services:
-            svc.stop()
+        instances.stop()
         sim.stop()
         sentinels.stop()
-        for svc in services:
+        for svc in instances.services:
             assert PASSWORD not in svc.process.log(), "the Redis password appeared in a log line"
 
 
