@@ -78,6 +78,22 @@ def child_exit(server, worker):
         multiprocess.mark_process_dead(worker.pid)
 
 
+def post_fork(server, worker):
+    """Accept in bursts with several workers too.
+
+    gunicorn's gevent worker sets gevent's ``max_accept`` (connections accepted per wake-up of
+    a listening socket, 100 by default) to 1 when ``workers > 1``, so that workers sharing one
+    socket take turns. With ``reuse_port`` every worker has a socket of its own (the kernel
+    spreads connections), so there is nothing to take turns for, and one accept per event
+    loop iteration starves accepting behind the fan-out: measured with one worker at
+    max_accept 1, 9,008 of 10,000 clients connected in 62.8 s instead of all in 14.7 s
+    (bench/README.md). That check is the only use of ``cfg.workers`` inside a worker, so this
+    worker's copy of the setting says 1; the master's count is untouched.
+    """
+    if reuse_port:
+        worker.cfg.set("workers", 1)
+
+
 def post_worker_init(worker):
     """Start the runtime in the worker (never at import) and hook SIGTERM for a clean drain."""
     from pledge_ws.factory import runtime_of

@@ -230,6 +230,7 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     redis: subprocess.Popen[bytes] | None = None
     env: dict[str, str] = field(default_factory=dict)
+    max_accept: int | None = None
 
     def start(self, tag: str) -> None:
         """Pin to CPU 0 and start; the env mirrors pledge-ws's configuration."""
@@ -239,7 +240,10 @@ class Server:
         if self.name == "pledge-ws":
             if not (ROOT / "app.py").exists() or not (ROOT / "gunicorn.conf.py").exists():
                 raise FileNotFoundError("pledge-ws not present yet (app.py / gunicorn.conf.py missing)")
-            argv = [gunicorn, "-c", "gunicorn.conf.py", "app:app"]
+            conf = "gunicorn.conf.py"
+            if self.max_accept is not None:  # accepts per wake-up of the listener (bench/gunicorn_max_accept.py)
+                conf, self.env["BENCH_MAX_ACCEPT"] = "bench/gunicorn_max_accept.py", str(self.max_accept)
+            argv = [gunicorn, "-c", conf, "app:app"]
             cwd = ROOT
         elif self.name == "naive-flask-sock":
             argv = [gunicorn, "-k", "gevent", "-w", "1", "--worker-connections", "20000", "--backlog", "2048"]
@@ -439,7 +443,7 @@ def one_run(server: str, clients: int, stalled: float, duration: float, args: ar
     sim = srv = None
     try:
         sim, sim_port = start_simulator(tag)
-        srv = Server(server, free_port(), sim_port)
+        srv = Server(server, free_port(), sim_port, max_accept=args.max_accept)
         srv.start(tag)
         rec["first_price_s"] = round(srv.wait_first_price(), 3)
         assert srv.proc is not None
@@ -593,6 +597,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--ramp-grace", type=float, default=30.0, help="seconds past N/R before unstarted clients fail")
     ap.add_argument(
         "--busy-poll", action="store_true", help="loadgen never sleeps in epoll (models remote clients; see README)"
+    )
+    ap.add_argument(
+        "--max-accept", type=int, default=None, help="pledge-ws only: gevent's accepts per wake-up (default: gevent's)"
     )
     ap.add_argument("--profile", action="store_true", help="py-spy the worker during the ramp (bench/.build/logs)")
     ap.add_argument("--allow-netavark", action="store_true", help="run even while podman's nft tables exist")
