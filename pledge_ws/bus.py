@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 import gevent
 import redis
+import redis.sentinel
 
 from pledge_ws.clock import Backoff
 from pledge_ws.leader import BEAT_CHANNEL
@@ -130,7 +131,10 @@ class BusSubscriber:
     def _check_master(self, pubsub: redis.client.PubSub) -> None:
         """Sentinel only: end the session if this connection is not on the current master."""
         connection = pubsub.connection
-        master = sentinel_master(self.client)  # also drops the pool's idle connections to an old one
+        try:
+            master = sentinel_master(self.client)  # also drops the pool's idle connections to an old one
+        except redis.sentinel.MasterNotFoundError:
+            return  # no sentinel answers: that says nothing about this link, which the ping checks
         if master is None or connection is None:
             return
         here = (str(connection.host), int(connection.port))

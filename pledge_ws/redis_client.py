@@ -11,6 +11,8 @@ window is at most one check.
 
 from __future__ import annotations
 
+from typing import Any
+
 import redis
 import redis.sentinel
 from redis.backoff import NoBackoff
@@ -32,9 +34,13 @@ def connect_redis(url: str) -> redis.Redis:
     connection on an old node, stays there) is covered by :class:`MasterFollower` (the
     writer's check) and the bus's own master check (bus.py).
     """
+    # No retries inside redis-py (its default since 6.x is 10, with backoff up to 1 s: a
+    # command against a dead server would hold its greenlet ~4 s, a Sentinel lookup ~4 s per
+    # sentinel): every loop here has its own backoff and must see the failure at once.
+    timeouts: dict[str, Any] = {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT}
+    timeouts["retry"] = Retry(NoBackoff(), 0)
     if is_sentinel_url(url):
         target = parse_sentinel_url(url)
-        timeouts = {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT}
         sentinel = redis.sentinel.Sentinel(
             target.sentinels,
             sentinel_kwargs={**timeouts, "password": target.sentinel_password, "ssl": target.ssl},
@@ -46,18 +52,10 @@ def connect_redis(url: str) -> redis.Redis:
             password=target.password,
             ssl=target.ssl,
             health_check_interval=0,
-            retry=Retry(NoBackoff(), 0),
             decode_responses=False,
             **timeouts,
         )
-    return redis.Redis.from_url(
-        url,
-        socket_timeout=REDIS_TIMEOUT,
-        socket_connect_timeout=REDIS_TIMEOUT,
-        health_check_interval=0,
-        retry_on_timeout=False,
-        decode_responses=False,
-    )
+    return redis.Redis.from_url(url, health_check_interval=0, decode_responses=False, **timeouts)
 
 
 def sentinel_master(client: redis.Redis) -> Address | None:
@@ -84,8 +82,15 @@ class MasterFollower:
         self.master: Address | None = None
 
     def check(self) -> Address | None:
-        """The previous master if the master moved since the last check, else None."""
-        master = sentinel_master(self.client)
+        """The previous master if the master moved since the last check, else None.
+
+        No sentinel answering is not a reason to stop writing to a master that still does:
+        the connections stay as they are until the sentinels can say again.
+        """
+        try:
+            master = sentinel_master(self.client)
+        except redis.sentinel.MasterNotFoundError:
+            return None
         if master is None:
             return None
         previous, self.master = self.master, master

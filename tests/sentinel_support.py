@@ -163,6 +163,11 @@ class SentinelDeployment:
 
         wait_until(synced, timeout, interval=0.2, what=f"{node.name} back as a synced replica")
 
+    def kill_sentinels(self) -> None:
+        """All three sentinels gone (kill -9), the data nodes left as they are."""
+        for process in self._sentinels:
+            process.stop(signal.SIGKILL)
+
     def logs(self) -> str:
         return "\n".join(p.log() for p in self._sentinels)
 
@@ -226,6 +231,9 @@ class Reader:
             if ts / 1000 > wall:
                 return received
         return None
+
+    def has_seq(self, symbol: str, seq: str | int) -> bool:
+        return any(s == symbol and q == int(seq) for _received, s, q, _ts, _price in list(self.frames))
 
     def close(self) -> None:
         self._stop = True

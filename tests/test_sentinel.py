@@ -145,3 +145,30 @@ def test_master_failover_twice_with_old_master_back_as_replica(deployment):
     moved = [svc for svc in services if "but the master is now" in svc.process.log()]
     print(f"bus sessions moved off a demoted master by the master check: {len(moved)} instances")
     assert moved  # the bus left a node that was no longer the master (it may still answer pings)
+
+
+def test_prices_keep_flowing_while_every_sentinel_is_down(deployment):
+    """The sentinels only name the master: with all of them gone and the master healthy, the
+    writer keeps writing and every worker's bus stays subscribed (neither check may take
+    "no sentinel answers" for "the master moved")."""
+    sentinels, sim, services, readers = deployment
+    _connect(services, readers)
+    master = sentinels.master().client()
+    sentinels.kill_sentinels()
+    time.sleep(5)  # several writer checks (1 s) and bus master checks (2 s) with no sentinel
+    sim.control("rate", rate=0)
+    for price in ("0.007101", "0.007102"):
+        tick = sim.set_price("PLGR-USDT", price)
+        wait_until(
+            lambda tick=tick: read_keys(master, SYMBOLS)[1]["PLGR-USDT"]["seq"] == tick["sequence"],
+            5,
+            what=f"pledge_ws:price:PLGR-USDT = {price} on the master",
+        )
+        assert read_keys(master, SYMBOLS)[0] == price
+        wait_until(
+            lambda tick=tick: all(r.has_seq("PLGR-USDT", tick["sequence"]) for r in readers),
+            5,
+            what=f"{price} on all {len(readers)} clients, both instances",
+        )
+    assert not [v for r in readers for v in r.violations]
+    assert sim.state()["connections"] == 1
