@@ -23,21 +23,16 @@ def _worker(workers: int) -> SimpleNamespace:
     return SimpleNamespace(cfg=cfg)
 
 
-def test_with_a_socket_per_worker_the_worker_keeps_gevents_accept_bursts(monkeypatch, tmp_path):
-    conf = _load(monkeypatch, tmp_path, workers=2)
-    assert conf["reuse_port"] is True
-    worker = _worker(2)
+@pytest.mark.parametrize(("workers", "reuse_port", "after"), [(2, True, 1), (1, False, 3)])
+def test_post_fork_unties_accept_bursts_from_the_worker_count_only_with_reuse_port(
+    monkeypatch, tmp_path, workers, reuse_port, after
+):
+    conf = _load(monkeypatch, tmp_path, workers=workers)
+    assert conf["reuse_port"] is reuse_port
+    worker = _worker(3)  # a count post_fork must either lower to 1 or leave exactly as it is
     conf["post_fork"](None, worker)
     # gunicorn's gevent worker sets max_accept = 1 on each server exactly when cfg.workers > 1
-    assert worker.cfg.workers == 1
-
-
-def test_one_worker_is_left_alone(monkeypatch, tmp_path):
-    conf = _load(monkeypatch, tmp_path, workers=1)
-    assert conf["reuse_port"] is False
-    worker = _worker(1)
-    conf["post_fork"](None, worker)
-    assert worker.cfg.workers == 1
+    assert worker.cfg.workers == after
 
 
 def test_gunicorn_still_ties_max_accept_to_cfg_workers():
