@@ -6,9 +6,9 @@ counts) for ``silence_limit`` means the link is dead. On every (re)subscribe it 
 the latest prices from Redis, so a worker that was cut off catches up at once; the order
 guard downstream drops anything it already had.
 
-Behind Sentinel (redis_client.connect_redis) a failover can leave this connection on a node that is
-no longer the master: dead (the ping catches it), or alive as a replica, where it would still
-answer pings. So every ``MASTER_CHECK_EVERY`` the loop also asks the sentinels for the master
+Behind Sentinel (redis_client.connect_redis) a failover can leave this connection on a node
+that is no longer the master: dead (the ping catches it), or alive as a replica, where it
+would still answer pings. So every ``MASTER_CHECK_EVERY`` the loop also asks the sentinels for the master
 and ends the session if this connection is elsewhere; the next one goes to the new master.
 
 Two channels: ``pledge_ws:ticks`` (every tick) and ``pledge_ws:beat`` (the leader's status
@@ -24,7 +24,6 @@ from collections.abc import Callable
 
 import gevent
 import redis
-import redis.sentinel
 
 from pledge_ws.clock import Backoff
 from pledge_ws.leader import BEAT_CHANNEL
@@ -131,12 +130,9 @@ class BusSubscriber:
     def _check_master(self, pubsub: redis.client.PubSub) -> None:
         """Sentinel only: end the session if this connection is not on the current master."""
         connection = pubsub.connection
-        try:
-            master = sentinel_master(self.client)  # also drops the pool's idle connections to an old one
-        except redis.sentinel.MasterNotFoundError:
-            return  # no sentinel answers: that says nothing about this link, which the ping checks
+        master = sentinel_master(self.client)  # also drops the pool's idle connections to an old one
         if master is None or connection is None:
-            return
+            return  # a plain client, or no sentinel can say: the ping still checks this link
         here = (str(connection.host), int(connection.port))
         if master != here:
             raise BusSilent(f"subscribed to {here[0]}:{here[1]}, but the master is now {master[0]}:{master[1]}")

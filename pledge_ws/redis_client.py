@@ -34,9 +34,9 @@ def connect_redis(url: str) -> redis.Redis:
     connection on an old node, stays there) is covered by :class:`MasterFollower` (the
     writer's check) and the bus's own master check (bus.py).
     """
-    # No retries inside redis-py (its default since 6.x is 10, with backoff up to 1 s: a
-    # command against a dead server would hold its greenlet ~4 s, a Sentinel lookup ~4 s per
-    # sentinel): every loop here has its own backoff and must see the failure at once.
+    # No retries inside redis-py (its default is 10, with backoff up to 1 s: one Sentinel
+    # lookup over three dead sentinels took 10.9 s, holding the writer's greenlet): every loop
+    # here has its own backoff and must see a failure at once.
     timeouts: dict[str, Any] = {"socket_timeout": REDIS_TIMEOUT, "socket_connect_timeout": REDIS_TIMEOUT}
     timeouts["retry"] = Retry(NoBackoff(), 0)
     if is_sentinel_url(url):
@@ -59,12 +59,16 @@ def connect_redis(url: str) -> redis.Redis:
 
 
 def sentinel_master(client: redis.Redis) -> Address | None:
-    """The master the sentinels name now (None for a plain client). Raises
-    ``MasterNotFoundError`` (a ``ConnectionError``) when no sentinel names one."""
+    """The master the sentinels name now; None for a plain client, or when no sentinel can
+    say (all of them restarting): that is no reason to leave a master that still answers, so
+    callers keep their connections as they are until the sentinels can say again."""
     pool = client.connection_pool
     if not isinstance(pool, redis.sentinel.SentinelConnectionPool):
         return None
-    host, port = pool.get_master_address()
+    try:
+        host, port = pool.get_master_address()
+    except redis.sentinel.MasterNotFoundError:
+        return None
     return str(host), int(port)
 
 
@@ -82,15 +86,8 @@ class MasterFollower:
         self.master: Address | None = None
 
     def check(self) -> Address | None:
-        """The previous master if the master moved since the last check, else None.
-
-        No sentinel answering is not a reason to stop writing to a master that still does:
-        the connections stay as they are until the sentinels can say again.
-        """
-        try:
-            master = sentinel_master(self.client)
-        except redis.sentinel.MasterNotFoundError:
-            return None
+        """The previous master if the master moved since the last check, else None."""
+        master = sentinel_master(self.client)
         if master is None:
             return None
         previous, self.master = self.master, master
