@@ -20,9 +20,11 @@ answers from the same books and sequence space as the ticker. A JSON control API
 | ``price`` / ``rate`` | ``symbol``, ``price`` / ``rate`` | a chosen tick / ticks per second |
 | ``reset`` | | every fault off |
 
-One job per module: ``model`` (limits, prices, books, frame encoding), ``faults`` (what is
-broken, pure), ``bullets`` (tokens), ``exchange`` (every protocol decision, pure), ``malformed`` (bad frames),
-``peers`` (gevent I/O: ticker and WebSocket peers), ``app`` (the HTTP surface), ``cli``.
+One job per module: ``model`` (limits, prices, books, frame encoding, settings checks),
+``faults`` (what is broken, pure), ``bullets`` (tokens), ``client_messages`` (the answer to a
+client frame, pure), ``exchange`` (books, ticks, subscribers, level-1; no I/O), ``injection``
+(faults done to the open connections), ``malformed`` (bad frames), ``peers`` (gevent I/O:
+ticker and WebSocket peers), ``app`` (the HTTP surface), ``cli``.
 Nothing is imported here, so ``python -m`` can monkey-patch before gevent's modules load;
 the names below are loaded on first use.
 """

@@ -15,6 +15,7 @@ from flask import Flask, Response, g, request
 from flask_sock import Sock
 from simple_websocket import ConnectionClosed, Server
 
+from pledge_ws.simulator import injection
 from pledge_ws.simulator.bullets import DEAD_ENDPOINT
 from pledge_ws.simulator.exchange import Exchange
 from pledge_ws.simulator.model import (
@@ -197,7 +198,7 @@ def create_simulator_app(
     @app.post("/_sim/drop")
     def drop() -> Response:
         mode = _choice(_body(), "mode", DROP_MODES, "close")
-        dropped = exchange.drop_all(mode)
+        dropped = injection.drop_all(exchange, mode)
         log.info("dropped %d connection(s) (%s)", dropped, mode)
         return _json({"ok": True, "mode": mode, "dropped": dropped})
 
@@ -224,7 +225,7 @@ def create_simulator_app(
         kinds = body.get("kinds", list(MALFORMED_KINDS))
         if not isinstance(kinds, list) or not kinds or any(k not in MALFORMED_KINDS for k in kinds):
             raise _BadRequest(400, f"kinds must be a list drawn from {', '.join(MALFORMED_KINDS)}")
-        sent = exchange.send_malformed(count, kinds)
+        sent = injection.send_malformed(exchange, count, kinds)
         return _json({"ok": True, "sent": sent, "kinds": kinds})
 
     @app.post("/_sim/price")
@@ -252,7 +253,7 @@ def create_simulator_app(
     def ws_down() -> Response:
         seconds = _number(_body(), "seconds", 0, MAX_FAULT_SECONDS, integer=False)
         exchange.faults.ws_down(seconds)
-        dropped = exchange.drop_all("reset") if seconds > 0 else 0
+        dropped = injection.drop_all(exchange, "reset") if seconds > 0 else 0
         log.info("push servers down for %gs (REST stays up); dropped %d", seconds, dropped)
         return _json({"ok": True, "seconds": seconds, "dropped": dropped})
 
@@ -279,7 +280,7 @@ def create_simulator_app(
         if code not in ERROR_FRAME_CODES:
             raise _BadRequest(400, f"code must be one of {', '.join(map(str, ERROR_FRAME_CODES))}")
         exchange.faults.error_on_connect(code, seconds)
-        sent = exchange.send_error(code)
+        sent = injection.send_error(exchange, code)
         log.info("error %d to %d open connection(s), and to new ones for %gs", code, sent, seconds)
         return _json({"ok": True, "code": code, "sent": sent, "seconds": seconds})
 

@@ -14,6 +14,7 @@ import gevent.event
 from flask import Flask
 from gevent.pywsgi import WSGIServer
 
+from pledge_ws.simulator import injection
 from pledge_ws.simulator.app import create_simulator_app
 from pledge_ws.simulator.exchange import Exchange
 from pledge_ws.simulator.model import (
@@ -87,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop.wait()
     ticker.stop()
     server.close()  # no new connections while the open ones say goodbye
-    exchange.drop_all("close")
+    injection.drop_all(exchange, "close")
     deadline = time.monotonic() + CLOSE_GRACE_SECONDS + 1
     while exchange.connections and time.monotonic() < deadline:
         gevent.sleep(0.02)

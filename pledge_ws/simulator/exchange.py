@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import time
@@ -11,20 +10,15 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from pledge_ws.simulator.bullets import DEAD_ENDPOINT, Tokens, bullet_body
+from pledge_ws.simulator.client_messages import answer, error_frame
 from pledge_ws.simulator.faults import ERROR_TEXTS, Faults
-from pledge_ws.simulator.malformed import malformed_text
 from pledge_ws.simulator.model import (
-    CLOSE_GOING_AWAY,
     DEFAULT_START_PRICES,
     DEFAULT_SYMBOLS,
-    DROP_MODES,
     FALLBACK_START_PRICE,
-    MALFORMED_KINDS,
     MAX_RATE,
-    MAX_SYMBOLS_PER_TOPIC,
     PRICE_RE,
     SEQUENCE_START,
-    SYMBOL_RE,
     TICKER_PREFIX,
     Book,
     Peer,
@@ -33,6 +27,7 @@ from pledge_ws.simulator.model import (
     UnknownSymbol,
     _dumps,
     _wall_ms,
+    check_config,
     encode_text_frame,
     parse_price,
 )
@@ -62,22 +57,7 @@ class Exchange:
         sequence_start: int = SEQUENCE_START,
         volatility: float = 0.0005,
     ) -> None:
-        symbols = tuple(symbols)
-        if not symbols:
-            raise SimulatorError("symbols: give at least one, e.g. PLGR-USDT")
-        for symbol in symbols:
-            if SYMBOL_RE.match(symbol) is None:
-                raise SimulatorError(f"symbols: {symbol!r} is not like PLGR-USDT")
-        if len(set(symbols)) != len(symbols):
-            raise SimulatorError("symbols: each symbol may appear only once")
-        intervals = {"ping_interval_ms": ping_interval_ms, "ping_timeout_ms": ping_timeout_ms}
-        for name, value in intervals.items():
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3_600_000:
-                raise SimulatorError(f"{name} must be an integer in 1..3600000, got {value!r}")
-        start_prices = dict(start_prices or {})
-        extra = sorted(set(start_prices) - set(symbols))
-        if extra:
-            raise SimulatorError(f"start price given for unlisted symbol(s): {', '.join(extra)}")
+        symbols, start_prices = check_config(symbols, ping_interval_ms, ping_timeout_ms, start_prices)
         self.symbols = symbols
         self.ping_interval_ms = ping_interval_ms
         self.ping_timeout_ms = ping_timeout_ms
@@ -170,6 +150,10 @@ class Exchange:
     def connections(self) -> int:
         return len(self._peers)
 
+    def peers(self) -> tuple[Peer, ...]:
+        """The open connections now (injection.py acts on them)."""
+        return tuple(self._peers)
+
     def register(self, peer: Peer) -> None:
         self._peers.add(peer)
         self.connections_total += 1
@@ -193,68 +177,22 @@ class Exchange:
             self._error(peer, str(self._wall_ms()), code, ERROR_TEXTS.get(code, "error"))
 
     def _error(self, peer: Peer, request_id: str, code: int, text: str) -> None:
-        frame = {"id": request_id, "type": "error", "code": code, "data": text}
-        self.send_text(peer, _dumps(frame))
+        self.send_text(peer, _dumps(error_frame(request_id, code, text)))
 
     def handle_text(self, peer: Peer, message: str | bytes) -> None:
-        """Answer one client frame the way KuCoin does.
-
-        Sample::
-
-            {"id":"1545910660739","type":"subscribe","topic":"/market/ticker:BTC-USDT",
-             "privateChannel":false,"response":true}
-        """
-        if isinstance(message, bytes):
-            self._error(peer, str(self._wall_ms()), 400, "binary frames are not supported")
-            return
-        try:
-            raw = json.loads(message)
-        except (ValueError, RecursionError):
-            self._error(peer, str(self._wall_ms()), 400, "message is not valid JSON")
-            return
-        if not isinstance(raw, dict):
-            self._error(peer, str(self._wall_ms()), 400, "message must be a JSON object")
-            return
-        raw_id = raw.get("id")
-        valid_id = isinstance(raw_id, str | int) and not isinstance(raw_id, bool)
-        request_id = str(raw_id) if valid_id else str(self._wall_ms())
-        kind = raw.get("type")
-        if kind == "ping":
+        """Answer one client frame the way KuCoin does (client_messages.py decides)."""
+        reply = answer(message, self._books, self._wall_ms())
+        if reply.ping:
             self.pings += 1
-            self.send_text(peer, _dumps({"id": request_id, "type": "pong"}))
-        elif kind in ("subscribe", "unsubscribe"):
-            self._subscription(peer, request_id, kind == "subscribe", raw)
-        else:
-            self._error(peer, request_id, 400, f"unknown message type: {str(kind)[:40]}")
-
-    def _subscription(self, peer: Peer, request_id: str, on: bool, raw: dict[str, Any]) -> None:
-        # All or nothing: one unknown symbol and nothing from this request is applied.
-        topic = raw.get("topic")
-        if not isinstance(topic, str) or not topic:
-            self._error(peer, request_id, 400, "topic is required")
-            return
-        if not topic.startswith(TICKER_PREFIX):
-            self._error(peer, request_id, 404, f"topic {topic[:200]} is not found")
-            return
-        names = topic[len(TICKER_PREFIX) :].split(",")
-        if len(names) > MAX_SYMBOLS_PER_TOPIC:
-            text = f"exceed max subscription count limitation of {MAX_SYMBOLS_PER_TOPIC} per time"
-            self._error(peer, request_id, 400, text)
-            return
-        for name in names:
-            if name not in self._books:
-                self._error(peer, request_id, 404, f"topic {TICKER_PREFIX}{name[:40]} is not found")
-                return
-        for name in names:
-            if on:
-                peer.symbols.add(name)
-                if peer in self._peers:
-                    self._subscribers[name].add(peer)
-            else:
-                peer.symbols.discard(name)
-                self._subscribers[name].discard(peer)
-        if raw.get("response") is True:
-            self.send_text(peer, _dumps({"id": request_id, "type": "ack"}))
+        for name in reply.subscribe:
+            peer.symbols.add(name)
+            if peer in self._peers:
+                self._subscribers[name].add(peer)
+        for name in reply.unsubscribe:
+            peer.symbols.discard(name)
+            self._subscribers[name].discard(peer)
+        for frame in reply.replies:
+            self.send_text(peer, _dumps(frame))
 
     # -- ticks ----------------------------------------------------------------------------
 
@@ -311,39 +249,6 @@ class Exchange:
     def tick_all(self) -> None:
         for symbol in self.symbols:
             self.tick(symbol)
-
-    # -- faults on open connections -------------------------------------------------------
-
-    def drop_all(self, mode: str) -> int:
-        """Close every open connection now: a close frame, or a TCP reset without one."""
-        if mode not in DROP_MODES:
-            raise SimulatorError(f"mode must be one of {', '.join(DROP_MODES)}")
-        peers = tuple(self._peers)
-        for peer in peers:
-            if mode == "reset":
-                peer.abort()
-            else:
-                peer.close(CLOSE_GOING_AWAY, "dropped by simulator")
-        return len(peers)
-
-    def send_malformed(self, count: int, kinds: Sequence[str] = MALFORMED_KINDS) -> int:
-        """Send ``count`` bad frames to every open connection, cycling through ``kinds``."""
-        unknown = [kind for kind in kinds if kind not in MALFORMED_KINDS]
-        if not kinds or unknown:
-            raise SimulatorError(f"kinds must be drawn from {', '.join(MALFORMED_KINDS)}")
-        sent = 0
-        for peer in tuple(self._peers):
-            for index in range(count):
-                text = malformed_text(self, peer, kinds[index % len(kinds)])
-                sent += self.send_text(peer, text)
-        return sent
-
-    def send_error(self, code: int) -> int:
-        """A ``type:error`` frame with ``code`` to every open connection now."""
-        peers = tuple(self._peers)
-        for peer in peers:
-            self._error(peer, str(self._wall_ms()), code, ERROR_TEXTS.get(code, "error"))
-        return len(peers)
 
     # -- REST market data -----------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import json
 import re
 import struct
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Protocol
@@ -146,3 +147,27 @@ class TickInfo:
     sequence: str
     time: int
     text: str
+
+
+def check_config(
+    symbols: Sequence[str], ping_interval_ms: object, ping_timeout_ms: object, start_prices: Mapping[str, str] | None
+) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The exchange's settings, validated: the symbols as a tuple and the start prices as a
+    dict, or a :class:`SimulatorError` naming what is wrong."""
+    symbols = tuple(symbols)
+    if not symbols:
+        raise SimulatorError("symbols: give at least one, e.g. PLGR-USDT")
+    for symbol in symbols:
+        if SYMBOL_RE.match(symbol) is None:
+            raise SimulatorError(f"symbols: {symbol!r} is not like PLGR-USDT")
+    if len(set(symbols)) != len(symbols):
+        raise SimulatorError("symbols: each symbol may appear only once")
+    intervals = {"ping_interval_ms": ping_interval_ms, "ping_timeout_ms": ping_timeout_ms}
+    for name, value in intervals.items():
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 3_600_000:
+            raise SimulatorError(f"{name} must be an integer in 1..3600000, got {value!r}")
+    prices = dict(start_prices or {})
+    extra = sorted(set(prices) - set(symbols))
+    if extra:
+        raise SimulatorError(f"start price given for unlisted symbol(s): {', '.join(extra)}")
+    return symbols, prices
