@@ -57,6 +57,7 @@ class PollSchedule:
         self._next_at = 0.0  # the first call goes at once
         self._index = 0
         self._failures = 0
+        self._held_until = 0.0  # a 429's gw-ratelimit-reset: outlives a switch, unlike backoff
         self.last_ok: float | None = None
 
     @property
@@ -86,6 +87,7 @@ class PollSchedule:
             self.last_ok = now
             self._next_at = now + self.spacing
         elif outcome == RATE_LIMITED:
+            self._held_until = now + hold
             self._next_at = now + max(hold, self.spacing)
         else:
             self._failures += 1
@@ -95,6 +97,12 @@ class PollSchedule:
         """Whether REST has supplied prices recently enough to call them current."""
         window = 2 * self.round_seconds + CALL_TIMEOUT
         return self.last_ok is not None and now - self.last_ok <= window
+
+    def restart(self, now: float) -> None:
+        """A new outage of the WebSocket: the previous outage's failures say nothing about REST
+        now, so its backoff goes; a 429's hold is the exchange's word and stays."""
+        self._failures = 0
+        self._next_at = max(now, self._held_until)
 
     def forget(self) -> None:
         """The WebSocket delivers again: REST's answers stop counting as current."""

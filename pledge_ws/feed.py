@@ -1,9 +1,10 @@
 """The exchange greenlet: one websocket-client connection to KuCoin, reconnected forever.
 
-Each session asks for a fresh bullet token, connects with a unique ``connectId``, waits a
-bounded time for ``welcome``, subscribes every symbol and waits for the ``ack``, then reads
-ticks while :class:`~pledge_ws.clock.UpstreamClock` decides when to ping and when the link is
-dead. Any failure ends the session; :class:`~pledge_ws.clock.Backoff` spaces the retries.
+Each session asks for a fresh bullet token, connects with a unique ``connectId`` to the
+``instanceServers`` entry :class:`~pledge_ws.reconnect.ReconnectPolicy` picks, waits a bounded
+time for ``welcome``, subscribes every symbol and waits for the ``ack``, then reads ticks while
+:class:`~pledge_ws.clock.UpstreamClock` decides when to ping and when the link is dead. Any
+failure ends the session; the policy says how long to wait and which entry comes next.
 Ticks go to ``on_tick``, which must not block: nothing downstream can stall this loop.
 """
 
@@ -21,19 +22,15 @@ import gevent
 import websocket
 
 from pledge_ws import kucoin
-from pledge_ws.clock import DEAD_AGE, PING, Backoff, UpstreamClock
+from pledge_ws.clock import PING, Backoff, UpstreamClock
 from pledge_ws.metrics import Metrics
+from pledge_ws.reconnect import RATE_LIMITED, TOKEN_REJECTED, Ended, ReconnectPolicy
 from pledge_ws.ticks import Tick
 
 log = logging.getLogger(__name__)
 
 HANDSHAKE_TIMEOUT = 10.0  # bullet request, TCP+WS connect, subscribe ack: each bounded
 WELCOME_TIMEOUT = 5.0  # a live endpoint greets at once; one that does not is not worth waiting for
-HEALTHY_AFTER = 10.0  # a session this old resets the backoff
-# Exchange error frames that end the session (the others are logged and counted).
-TOKEN_REJECTED = "exchange error 401: token invalid or expired"
-RATE_LIMITED = "exchange error 509: rate limited"
-RATE_LIMIT_FLOOR = 2.0  # seconds before reconnecting after a 509, whatever the backoff says
 MAX_BULLET_BYTES = 64 * 1024
 
 
@@ -78,23 +75,24 @@ class ExchangeFeed:
         self.on_tick = on_tick
         self.metrics = metrics
         # Capped at 8 s: one link per deployment, and a link back must deliver within 10 s.
-        self.backoff = backoff or Backoff(base=0.25, cap=8.0)
+        self.policy = ReconnectPolicy(backoff or Backoff(base=0.25, cap=8.0))
         self.now = now
         self.max_session_age = max_session_age
         self.state = FeedState()
         self._ws: websocket.WebSocket | None = None
         self._stopped = False
-        self._attempt = 0  # which instanceServers entry the next connect uses
-        self._delivered = False  # the current session reached "subscribed"
+        # The current session, as the policy will judge it (reset by each session).
+        self._endpoint: str | None = None
+        self._candidates: tuple[str, ...] = ()
+        self._subscribed = False  # every subscription acknowledged
+        self._delivered = False  # a tick or a pong arrived since
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Connect, read, reconnect with backoff; returns only after :meth:`stop`."""
-        failures = 0
+        """Connect, read, reconnect as the policy says; returns only after :meth:`stop`."""
         self._stopped = False
         while not self._stopped:
-            started = self.now()
             try:
                 self._session()
             except SessionEnded as exc:
@@ -112,27 +110,22 @@ class ExchangeFeed:
             if self._stopped:
                 break
             self.state.last_error = reason
-            healthy = self.now() - started >= HEALTHY_AFTER
-            failures = 1 if healthy else failures + 1
-            if not self._delivered:
-                self._attempt += 1  # a candidate that failed is skipped: the next entry next time
-            delay = self._retry_delay(reason, failures)
+            outcome = Ended(reason, self._endpoint, self._candidates, self._subscribed, self._delivered)
+            delay = self.policy.ended(outcome)
             self.metrics.upstream_reconnects.inc()
             log.warning(
                 "exchange link down (%s); reconnecting in %.1fs",
                 reason,
                 delay,
-                extra={"event": "feed_reconnecting", "reason": reason, "delay": round(delay, 2)},
+                extra={
+                    "event": "feed_reconnecting",
+                    "reason": reason,
+                    "delay": round(delay, 2),
+                    "endpoint": self._endpoint,
+                    "failures": self.policy.failures,
+                },
             )
             gevent.sleep(delay)
-
-    def _retry_delay(self, reason: str, failures: int) -> float:
-        """A 401 reconnects at once (once in a row; then backoff), a 509 waits at least
-        :data:`RATE_LIMIT_FLOOR`, a session at its age limit reconnects at once."""
-        if reason == DEAD_AGE or (reason == TOKEN_REJECTED and failures <= 1):
-            return 0.0
-        delay = self.backoff.compute(failures)
-        return max(delay, RATE_LIMIT_FLOOR) if reason == RATE_LIMITED else delay
 
     def stop(self) -> None:
         self._stopped = True
@@ -151,12 +144,16 @@ class ExchangeFeed:
 
     def _session(self) -> None:
         self.state.sessions += 1
-        self._delivered = False
+        self._endpoint, self._candidates = None, ()
+        self._subscribed = self._delivered = False
         bullet = kucoin.parse_bullet(fetch_bullet(self.api_url, HANDSHAKE_TIMEOUT))
-        server = bullet.server(self._attempt)
+        self._candidates = tuple(server.endpoint for server in bullet.servers)
+        index = self.policy.pick(self._candidates)
+        server = bullet.server(index)
+        self._endpoint = server.endpoint
         connect_id = uuid.uuid4().hex
         ws = websocket.create_connection(
-            bullet.connect_url(connect_id, self._attempt), timeout=HANDSHAKE_TIMEOUT, enable_multithread=False
+            bullet.connect_url(connect_id, index), timeout=HANDSHAKE_TIMEOUT, enable_multithread=False
         )
         self._ws = ws
         self._expect(ws, kucoin.Welcome, WELCOME_TIMEOUT)
@@ -185,6 +182,7 @@ class ExchangeFeed:
                 self._tick(event)
             elif isinstance(event, kucoin.Pong):
                 clock.pong_received(self.now())
+                self._delivered = self._subscribed
             elif isinstance(event, kucoin.Ack):
                 pending_acks.discard(event.id)
                 if not pending_acks:
@@ -211,7 +209,7 @@ class ExchangeFeed:
         pending_acks: set[str],
     ) -> list[str]:
         """A "topic not found" marks those symbols unavailable and resubscribes the rest; 401
-        (token invalid or expired) and 509 (rate limit) end the session (see :meth:`_retry_delay`)."""
+        (token invalid or expired) and 509 (rate limit) end the session (reconnect.py says what next)."""
         missing = [s for s in event.symbols if s in wanted]
         if event.code == 404 and missing:
             self.state.unavailable.update(missing)
@@ -236,7 +234,7 @@ class ExchangeFeed:
         return wanted
 
     def _mark_connected(self) -> None:
-        self._delivered = True
+        self._subscribed = True
         if not self.state.connected:
             self.state.subscriptions += 1
             self.state.connected = True
@@ -282,5 +280,6 @@ class ExchangeFeed:
             self.metrics.ticks_dropped.labels(reason="unsubscribed_symbol").inc()
             return
         self.state.last_tick_at = self.now()
+        self._delivered = self._subscribed
         self.metrics.exchange_ticks.labels(source="ws").inc()
         self.on_tick(tick)

@@ -110,6 +110,7 @@ class RestPoller:
         self.polling = polling
         self.schedule.forget()  # only answers since this switch count (not hand-over polls)
         if polling:
+            self.schedule.restart(self.now())
             log.warning(
                 "exchange WebSocket not delivering: polling level-1 REST (one call every %.2fs)",
                 self.schedule.spacing,

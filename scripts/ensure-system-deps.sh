@@ -13,6 +13,7 @@ command -v podman >/dev/null 2>&1 || need+=(podman)
 command -v runc >/dev/null 2>&1 || need+=(runc)
 command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v node >/dev/null 2>&1 || need+=(nodejs npm)
 [ ${#need[@]} -gt 0 ] || exit 0
 
 SUDO=""

@@ -233,6 +233,17 @@ class Service:
     def stop(self, sig: int = signal.SIGTERM) -> int | None:
         return self.process.stop(sig)
 
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The JSON log records (``LOG_FORMAT=json``) whose ``event`` is ``name``, oldest first."""
+        found = []
+        for line in self.process.log().splitlines():
+            if line.startswith("{") and f'"{name}"' in line:
+                with contextlib.suppress(ValueError):
+                    record = json.loads(line)
+                    if record.get("event") == name:
+                        found.append(record)
+        return found
+
 
 class Instances:
     """Instances of the service (two workers each by default) on one Redis and one simulator,

@@ -1,4 +1,4 @@
-"""The REST fallback's schedule and the feed's retry rules, with plain numbers (no sockets)."""
+"""The REST fallback's schedule, with plain numbers (no sockets)."""
 
 from __future__ import annotations
 
@@ -17,9 +17,6 @@ from pledge_ws.fallback import (
     call_spacing,
     rate_limit_hold,
 )
-from pledge_ws.feed import DEAD_AGE, RATE_LIMIT_FLOOR, TOKEN_REJECTED, ExchangeFeed
-from pledge_ws.feed import RATE_LIMITED as WS_RATE_LIMITED
-from pledge_ws.metrics import Metrics
 
 
 def fixed_backoff() -> Backoff:
@@ -91,9 +88,21 @@ def test_answering_only_while_answers_are_recent():
     assert not schedule.answering(1.5)
 
 
-def test_feed_retry_delays_for_exchange_error_frames():
-    feed = ExchangeFeed("http://x", ("A-USDT",), lambda t: None, Metrics(), backoff=Backoff(0.25, 15.0, rng=lambda: 0))
-    assert feed._retry_delay(TOKEN_REJECTED, 1) == 0.0  # a new bullet at once
-    assert feed._retry_delay(TOKEN_REJECTED, 3) > 0  # but never a tight loop of 401s
-    assert feed._retry_delay(WS_RATE_LIMITED, 1) == RATE_LIMIT_FLOOR
-    assert feed._retry_delay(DEAD_AGE, 5) == 0.0
+def test_a_new_outage_starts_without_the_last_outage_s_backoff():
+    schedule = PollSchedule(("A-USDT",), 2.0, backoff=fixed_backoff())
+    for n in range(5):
+        schedule.due(float(n))
+        schedule.record(float(n), FAILED)
+    assert schedule.wait(5.0) > 10  # backed off after five failures
+    schedule.restart(100.0)  # the WebSocket delivered meanwhile; now it is down again
+    assert schedule.due(100.0) == ("A-USDT", 0.0)
+    schedule.record(100.0, FAILED)
+    assert schedule.wait(100.0) == 2.0  # the first failure of this outage: backoff from the bottom
+
+
+def test_a_429_hold_outlives_a_switch():
+    schedule = PollSchedule(("A-USDT",), 2.0)
+    schedule.record(0.0, RATE_LIMITED, hold=20.0)
+    schedule.restart(5.0)
+    assert schedule.due(5.0) == (None, 15.0)
+    assert schedule.due(20.0)[0] == "A-USDT"

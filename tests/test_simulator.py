@@ -523,6 +523,8 @@ def test_malformed_frames_arrive_and_leave_books_alone(connect: Connect, base: s
         ("/_sim/fail-bullet", {"count": 1, "mode": "404"}),
         ("/_sim/fail-bullet", {"count": 1.5}),
         ("/_sim/malformed", {"count": 1, "kinds": ["nope"]}),
+        ("/_sim/sequence-reset", {"symbol": "PLGR-USDT", "start": 0}),
+        ("/_sim/sequence-reset", {"symbol": "PLGR-USDT", "gap_ms": -1}),
     ],
 )
 def test_control_api_rejects_bad_input(base: str, path: str, body: object) -> None:
@@ -664,3 +666,17 @@ def test_exchange_rejects_bad_configuration() -> None:
         Exchange(("PLGR-USDT",), start_prices={"BTC-USDT": "1.0"})
     with pytest.raises(SimulatorError):
         Exchange(("PLGR-USDT",), rate=float("nan"))
+
+
+def test_exchange_restarts_a_sequence_after_a_maintenance_gap() -> None:
+    exchange = make_exchange([0.0])
+    before = exchange.tick("PLGR-USDT", "0.002800")
+    other = exchange.tick("BTC-USDT")
+    exchange.restart_sequence("PLGR-USDT", start=7, gap_ms=40_000)
+    after = exchange.tick("PLGR-USDT")
+    assert after.sequence == "7" and after.time == before.time + 40_000
+    assert exchange.level1("PLGR-USDT")["data"]["sequence"] == "7"  # REST follows the same space
+    assert int(exchange.tick("BTC-USDT").sequence) == int(other.sequence) + 1  # others go on
+    assert exchange.state()["sequence_resets"] == 1
+    with pytest.raises(SimulatorError):
+        exchange.restart_sequence("NOPE-X")

@@ -1,5 +1,9 @@
+import json
+from pathlib import Path
+
 import pytest
 
+from pledge_ws.fencing import RESET, WRITTEN, Stored, decide
 from pledge_ws.ticks import SequenceGuard, Tick, TickError, make_tick, relative_jump
 
 
@@ -53,3 +57,18 @@ def test_source_and_term_round_trip_and_default_for_old_records():
 def test_make_tick_rejects_bad_source_or_term(source, term):
     with pytest.raises(TickError):
         make_tick("A-B", "1", "1", 1, source=source, term=term)
+
+
+ORDER_CASES = json.loads((Path(__file__).parent / "data" / "order_cases.json").read_text())["cases"]
+
+
+@pytest.mark.parametrize("case", ORDER_CASES, ids=[c["why"] for c in ORDER_CASES])
+def test_one_newer_rule_for_the_guard_the_fencing_script_and_the_client(case):
+    """The table the reference client is tested with too (clients' node tests read the same file)."""
+    guard = SequenceGuard()
+    last, nxt = case["last"], case["next"]
+    if last is not None:
+        assert guard.accept(make_tick("A-USDT", "1.0", last["seq"], last["ts"]))
+    assert guard.accept(make_tick("A-USDT", "1.0", nxt["seq"], nxt["ts"])) is case["newer"]
+    stored = None if last is None else Stored(0, last["seq"], last["ts"])
+    assert (decide(stored, 0, nxt["seq"], nxt["ts"]) in (WRITTEN, RESET)) is case["newer"]

@@ -17,6 +17,7 @@ answers from the same books and sequence space as the ticker. A JSON control API
 | ``error-frame`` | ``code``: 401 / 509 / 500, ``seconds`` | a ``type:error`` frame now, then after each welcome |
 | ``dead-first-server`` | ``on`` | bullets list a dead endpoint first |
 | ``malformed`` | ``count``, ``kinds`` | bad ticker frames |
+| ``sequence-reset`` | ``symbol``, ``start``, ``gap_ms`` | sequence restarts at ``start``, clock ``gap_ms`` ahead |
 | ``price`` / ``rate`` | ``symbol``, ``price`` / ``rate`` | a chosen tick / ticks per second |
 | ``reset`` | | every fault off |
 

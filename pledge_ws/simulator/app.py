@@ -29,8 +29,10 @@ from pledge_ws.simulator.model import (
     MAX_LIMIT_MS,
     MAX_MALFORMED,
     MAX_RATE,
+    MAX_SEQUENCE,
     MAX_SILENT_SECONDS,
     REST_FAIL_MODES,
+    SEQUENCE_RESET_GAP_MS,
     SimulatorError,
     _dumps,
     parse_price,
@@ -291,6 +293,18 @@ def create_simulator_app(
             raise _BadRequest(400, f"on must be true or false, got {on!r}")
         exchange.faults.dead_first_server = on
         return _json({"ok": True, "on": on})
+
+    @app.post("/_sim/sequence-reset")
+    def sequence_reset() -> Response:
+        body = _body()
+        symbol = body.get("symbol")
+        if not isinstance(symbol, str) or symbol not in exchange.symbols:
+            raise _BadRequest(404, f"unknown symbol: {str(symbol)[:40]}")
+        start = _number({"start": body.get("start", 1)}, "start", 1, MAX_SEQUENCE, integer=True)
+        gap_ms = _number({"gap_ms": body.get("gap_ms", SEQUENCE_RESET_GAP_MS)}, "gap_ms", 0, MAX_LIMIT_MS, integer=True)
+        exchange.restart_sequence(symbol, start, gap_ms)
+        log.info("%s sequence restarts at %d (clock %d ms ahead)", symbol, start, gap_ms)
+        return _json({"ok": True, "symbol": symbol, "start": start, "gap_ms": gap_ms})
 
     @app.post("/_sim/reset")
     def reset() -> Response:

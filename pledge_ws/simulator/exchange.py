@@ -16,8 +16,11 @@ from pledge_ws.simulator.model import (
     DEFAULT_START_PRICES,
     DEFAULT_SYMBOLS,
     FALLBACK_START_PRICE,
+    MAX_LIMIT_MS,
     MAX_RATE,
+    MAX_SEQUENCE,
     PRICE_RE,
+    SEQUENCE_RESET_GAP_MS,
     SEQUENCE_START,
     TICKER_PREFIX,
     Book,
@@ -64,6 +67,7 @@ class Exchange:
         self._rng = rng or random.Random()
         self._monotonic = monotonic
         self._wall_ms = wall_ms
+        self._clock_ahead_ms = 0
         self._volatility = volatility
         self._books: dict[str, Book] = {}
         for symbol in symbols:
@@ -80,6 +84,7 @@ class Exchange:
         self.rest_polls = 0  # level-1 answers given
         self.rest_calls = 0  # level-1 requests, refused ones included
         self.dead_endpoint_refused = 0
+        self.sequence_resets = 0
         self.connections_total = 0
         self.bullets = 0
         self.pings = 0
@@ -91,7 +96,8 @@ class Exchange:
         return self._books
 
     def wall_ms(self) -> int:
-        return self._wall_ms()
+        """The exchange's clock: wall time, moved ahead by every :meth:`restart_sequence`."""
+        return self._wall_ms() + self._clock_ahead_ms
 
     # -- configuration and faults ---------------------------------------------------------
 
@@ -125,6 +131,22 @@ class Exchange:
 
     def fail_bullets(self, count: int, mode: str) -> None:
         self.faults.fail_bullets(count, mode)
+
+    def restart_sequence(self, symbol: str, start: int = 1, gap_ms: int = SEQUENCE_RESET_GAP_MS) -> None:
+        """The exchange restarts ``symbol``'s sequence at ``start`` (its next tick has it), as
+        after maintenance: the exchange's clock moves ``gap_ms`` ahead, the maintenance window
+        a real reset comes with (the service takes a lower sequence for a restart only when its
+        time is at least 30 s past the last tick's: README, "Order")."""
+        book = self._books.get(symbol)
+        if book is None:
+            raise UnknownSymbol(f"unknown symbol: {symbol}")
+        if isinstance(start, bool) or not isinstance(start, int) or not 1 <= start <= MAX_SEQUENCE:
+            raise SimulatorError(f"start must be an integer in 1..{MAX_SEQUENCE}, got {start!r}")
+        if isinstance(gap_ms, bool) or not isinstance(gap_ms, int) or not 0 <= gap_ms <= MAX_LIMIT_MS:
+            raise SimulatorError(f"gap_ms must be an integer in 0..{MAX_LIMIT_MS}, got {gap_ms!r}")
+        book.sequence = start - 1
+        self._clock_ahead_ms += gap_ms
+        self.sequence_resets += 1
 
     def reset_faults(self) -> None:
         """Back to a healthy exchange; sequences, prices and the rate stay as they are."""
@@ -174,14 +196,14 @@ class Exchange:
         self.send_text(peer, _dumps({"id": peer.connect_id, "type": "welcome"}))
         code = self.faults.connect_error()
         if code is not None:
-            self._error(peer, str(self._wall_ms()), code, ERROR_TEXTS.get(code, "error"))
+            self._error(peer, str(self.wall_ms()), code, ERROR_TEXTS.get(code, "error"))
 
     def _error(self, peer: Peer, request_id: str, code: int, text: str) -> None:
         self.send_text(peer, _dumps(error_frame(request_id, code, text)))
 
     def handle_text(self, peer: Peer, message: str | bytes) -> None:
         """Answer one client frame the way KuCoin does (client_messages.py decides)."""
-        reply = answer(message, self._books, self._wall_ms())
+        reply = answer(message, self._books, self.wall_ms())
         if reply.ping:
             self.pings += 1
         for name in reply.subscribe:
@@ -230,7 +252,7 @@ class Exchange:
             price = self._walk(book)
         book.price = parse_price(price)
         book.sequence += 1
-        ts = self._wall_ms()
+        ts = self.wall_ms()
         book.last_price, book.last_time = price, ts
         message = {
             "type": "message",
@@ -261,7 +283,7 @@ class Exchange:
         if book is None:
             return {"code": "200000", "data": None}
         price = book.last_price or format(book.price, "f")
-        ts = book.last_time if book.last_time is not None else self._wall_ms()
+        ts = book.last_time if book.last_time is not None else self.wall_ms()
         data = self.tick_data(book, price, str(book.sequence), ts)
         return {"code": "200000", "data": {key: data[key] for key in LEVEL1_FIELDS}}
 
@@ -289,4 +311,6 @@ class Exchange:
             "rest_polls": self.rest_polls,
             "rest_calls": self.rest_calls,
             "dead_endpoint_refused": self.dead_endpoint_refused,
+            "sequence_resets": self.sequence_resets,
+            "clock_ahead_ms": self._clock_ahead_ms,
         }

@@ -96,16 +96,28 @@
     config: null, // GET /symbols
     symbol: null, // the symbol on screen (the only one subscribed)
     ticks: [], // [{price, seq, ts, value}] of `symbol`, increasing seq, at most history_limit
+    sequenceSince: 0, // exchange time of the current sequence's first tick seen (after a reset)
     client: null,
     historyToken: 0, // bumps on every switch, so a late history answer for another symbol is ignored
     renderQueued: false,
   };
 
-  /** Merge ticks into page.ticks: sorted by seq, one per seq, the newest history_limit kept. */
-  function addTicks(incoming) {
+  /**
+   * Merge ticks into page.ticks: sorted by seq, one per seq, the newest history_limit kept.
+   * A pushed price is always newer than the last one (the client's rule, PledgeWS.isNewer), so
+   * one with a lower seq means the exchange restarted the sequence: the chart starts again,
+   * and older ticks (of the old sequence, from a history read in flight) are left out.
+   */
+  function addTicks(incoming, pushed = false) {
     const ticks = page.ticks;
-    const fresh = incoming.map((t) => ({ price: t.price, seq: String(t.seq), ts: Number(t.ts), value: Number(t.price) }));
-    if (fresh.length === 1 && (!ticks.length || compareSeq(fresh[0].seq, ticks[ticks.length - 1].seq) > 0)) {
+    const fresh = incoming
+      .map((t) => ({ price: t.price, seq: String(t.seq), ts: Number(t.ts), value: Number(t.price) }))
+      .filter((t) => t.ts >= page.sequenceSince);
+    const last = ticks[ticks.length - 1];
+    if (pushed && fresh.length === 1 && last && compareSeq(fresh[0].seq, last.seq) < 0) {
+      page.sequenceSince = fresh[0].ts; // a sequence reset
+      page.ticks = [fresh[0]];
+    } else if (fresh.length === 1 && (!last || compareSeq(fresh[0].seq, last.seq) > 0)) {
       ticks.push(fresh[0]); // the common case: a pushed price, newer than everything
     } else {
       const merged = ticks.concat(fresh).sort((x, y) => compareSeq(x.seq, y.seq));
@@ -435,6 +447,7 @@
     const previous = page.symbol;
     page.symbol = symbol;
     page.ticks = [];
+    page.sequenceSince = 0;
     page.historyToken += 1;
     lastShownPrice = null;
     for (const button of el("symbol-picker").querySelectorAll("button")) {
@@ -496,7 +509,7 @@
         if (!r.recovered && r.symbol === page.symbol) loadHistory(page.symbol);
       },
       onPrice: (tick) => {
-        if (tick.symbol === page.symbol) addTicks([tick]);
+        if (tick.symbol === page.symbol) addTicks([tick], true);
       },
     });
     window.pledgeClient = page.client; // handy in the console

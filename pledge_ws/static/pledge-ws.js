@@ -33,15 +33,19 @@
  *   ("equal jitter"), so that thousands of pages do not come back in the same instant. The attempt
  *   counter resets once a new connection has delivered a frame. The current symbol set travels in
  *   the URL of every new connection, so subscriptions survive reconnects.
- * - Order: onPrice is called once per sequence number and symbol, in increasing order; the snapshot
- *   the server repeats on reconnect is not delivered twice. Frames of symbols outside the current
- *   set (in flight during an unsubscribe) are dropped.
+ * - Order: onPrice is called once per price, each newer than the last one of its symbol by the
+ *   server's own rule (PledgeWS.isNewer: a higher seq, or a lower one whose ts is at least 30 s past
+ *   the last one's: the exchange restarted that symbol's sequence); the snapshot the server repeats
+ *   on reconnect is not delivered twice. Frames of symbols outside the current set (in flight
+ *   during an unsubscribe) are dropped.
  * - Recovery: every reconnect carries `since=SYMBOL:SEQ,...` (the last seq delivered per subscribed
  *   symbol), and the server replays exactly the prices missed meanwhile, oldest first, before live
  *   ones; onPrice sees them like any other. onRecovery({symbol, recovered: true, count}) reports it;
  *   {recovered: false} means the server could not prove the gap closed (too old): only then re-read
  *   /price/history to fill a chart. onOpen's info.recovering lists the symbols asked for. If a
- *   connection with `since` is refused before it opens, the next attempt goes without it.
+ *   connection with `since` is refused before it opens, the next attempt goes without it. Across a
+ *   sequence reset a position from before it is answered {recovered: false}, and the snapshot
+ *   that follows (newer by the rule above) starts the new sequence.
  *
  * Prices stay strings end to end: never parse them to a float for display.
  */
@@ -65,6 +69,19 @@
     const y = String(b).replace(/^0+(?=\d)/, "");
     if (x.length !== y.length) return x.length < y.length ? -1 : 1;
     return x < y ? -1 : x > y ? 1 : 0;
+  }
+
+  const RESET_AFTER_MS = 30000; // the server's rule (ticks.SequenceGuard): a restarted sequence
+
+  /**
+   * Whether a price {seq, ts} is newer than `last` (the last one delivered of its symbol, or
+   * undefined): a higher seq, or a lower seq whose exchange time is at least 30 s past the last
+   * one's (the exchange restarted the symbol's sequence). The same rule as the server's.
+   */
+  function isNewer(last, next) {
+    if (!last) return true;
+    const order = compareSeq(next.seq, last.seq);
+    return order > 0 || (order < 0 && Number(next.ts) >= Number(last.ts) + RESET_AFTER_MS);
   }
 
   /** ws(s):// URL from an absolute ws/http URL or a path relative to the page. */
@@ -113,7 +130,7 @@
       this._opened = 0; // connections that reached "open"
       this._feedStale = false; // the server announced "price feed interrupted"
       this._closedByUser = false;
-      this._lastSeq = new Map(); // symbol -> last delivered seq
+      this._last = new Map(); // symbol -> {seq, ts} of the last delivered price
       this._lastFrameAt = 0;
       this._lastPingAt = 0;
       this._timers = { ping: 0, pong: 0, dead: 0, retry: 0 };
@@ -142,11 +159,11 @@
       const url = new URL(this.url.href);
       if (this.symbols.size) url.searchParams.set("symbols", [...this.symbols].join(","));
       // Recovery needs the symbols in the URL: since may only name symbols the URL subscribes.
-      const since = this.symbols.size ? [...this.symbols].filter((s) => this._lastSeq.has(s)) : [];
+      const since = this.symbols.size ? [...this.symbols].filter((s) => this._last.has(s)) : [];
       this._recovering = this._sinceRefused ? [] : since;
       this._sinceRefused = false;
       if (this._recovering.length) {
-        url.searchParams.set("since", this._recovering.map((s) => `${s}:${this._lastSeq.get(s)}`).join(","));
+        url.searchParams.set("since", this._recovering.map((s) => `${s}:${this._last.get(s).seq}`).join(","));
       }
       let ws;
       try {
@@ -175,7 +192,7 @@
       const removed = [].concat(symbols).filter((s) => this.symbols.has(s));
       removed.forEach((s) => {
         this.symbols.delete(s);
-        this._lastSeq.delete(s); // a later re-subscribe must deliver its snapshot again
+        this._last.delete(s); // a later re-subscribe must deliver its snapshot again
       });
       if (removed.length) this._send({ op: "unsubscribe", symbols: removed });
     }
@@ -244,14 +261,14 @@
       const { symbol, data: price, seq, ts } = msg;
       if (typeof symbol !== "string" || typeof price !== "string" || seq == null) return;
       if (this.symbols.size && !this.symbols.has(symbol)) return;
-      const last = this._lastSeq.get(symbol);
-      if (last !== undefined && compareSeq(seq, last) <= 0) return; // repeated snapshot
-      this._lastSeq.set(symbol, String(seq));
+      const tick = { seq: String(seq), ts: Number(ts) };
+      if (!isNewer(this._last.get(symbol), tick)) return; // a repeated snapshot, or older
+      this._last.set(symbol, tick);
       if (this._feedStale) {
         this._feedStale = false;
         this._setState(STATES.LIVE);
       }
-      this.onPrice({ symbol, price, seq: String(seq), ts: Number(ts) });
+      this.onPrice({ symbol, price, seq: tick.seq, ts: tick.ts });
     }
 
     _handleClose(ws, code, reason) {
@@ -334,6 +351,7 @@
 
   PledgeWS.STATES = STATES;
   PledgeWS.compareSeq = compareSeq;
+  PledgeWS.isNewer = isNewer;
 
   if (typeof module === "object" && module.exports) module.exports = PledgeWS;
   else root.PledgeWS = PledgeWS;
