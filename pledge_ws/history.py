@@ -34,12 +34,15 @@ STREAM_PREFIX = "pledge_ws:stream:"
 MAX_STREAM_ID = 2**64 - 1  # a Stream ID's first part is an unsigned 64-bit integer
 
 # Append if the ID is above the stream's top, else do nothing (0): Redis refuses the XADD.
+# Any other refusal (NOREPLICAS, OOM, ...) is returned as the error it is: the writer keeps its
+# batch and retries, where a no-op would have taken the tick as written.
 # One exception: the exchange's sequence restarted (the same rule as ticks.SequenceGuard and
 # fencing.py: a lower sequence with an exchange time RESET_AFTER_MS past the top's). Then the
 # old sequence space is dropped (2), or the history would stay frozen at the old top for ever.
 APPEND_SCRIPT = """
 local added = redis.pcall('XADD', KEYS[1], 'MAXLEN', '=', ARGV[1], ARGV[2], 't', ARGV[3], 'p', ARGV[4])
 if type(added) == 'table' and added['err'] then
+  if not string.find(added['err'], 'equal or smaller', 1, true) then return added end
   local top = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)[1]
   if not top then return 0 end
   local fields, top_ts = top[2], nil

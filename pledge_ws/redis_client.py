@@ -73,12 +73,15 @@ def sentinel_master(client: redis.Redis) -> Address | None:
 
 
 class MasterFollower:
-    """Drops a Sentinel client's idle connections when the master it names has moved.
+    """Asks the sentinels for the master on the writer's clock, and says when it moved.
 
-    It remembers the address it saw at its last check, rather than trusting the pool's own
-    record (which a connect elsewhere in the process may already have updated while leaving
-    the connections busy at that moment on the old node). Called by the writer between its
-    commands, so the writer's own connections are idle then and all move.
+    Asking is what moves the connections: redis-py's Sentinel pool drops its idle connections
+    when a lookup finds a changed address, and never returns to the pool a connection busy
+    at that moment on the old node (``owns_connection``, redis-py 8.1; both pinned by
+    tests/test_sentinel.py). Left alone, the pool looks only when it opens a connection, so an
+    idle one to a master demoted alive could write there for seconds. It remembers the address
+    it saw at its last check rather than the pool's record, which a connect elsewhere in the
+    process may already have updated, so every move is reported once.
     """
 
     def __init__(self, client: redis.Redis) -> None:
@@ -87,11 +90,10 @@ class MasterFollower:
 
     def check(self) -> Address | None:
         """The previous master if the master moved since the last check, else None."""
-        master = sentinel_master(self.client)
+        master = sentinel_master(self.client)  # a changed address drops the pool's idle connections
         if master is None:
             return None
         previous, self.master = self.master, master
         if previous is None or previous == master:
             return None
-        self.client.connection_pool.disconnect(inuse_connections=False)
         return previous

@@ -129,3 +129,30 @@ def test_stream_append_follows_a_sequence_reset_and_nothing_else(redis):
     append(11, T0 + RESET_AFTER_MS + 2)
     assert ids() == [10, 11]
     assert [e.order for e in local.since("A-B", 0)] == [10, 11]  # memory drops the old space too
+
+
+def test_a_stream_append_that_redis_refuses_for_another_reason_fails_loudly(redis):
+    """Only "ID not above the top" is a no-op; any other refusal (here NOREPLICAS: writes
+    refused while no replica acknowledges) must reach the writer as an error, so it keeps the
+    batch and retries, instead of taking the tick as written."""
+    import redis as redis_lib
+
+    from pledge_ws.history import LocalHistory, RedisHistory, stream_key
+
+    client = redis_lib.Redis(port=redis.port)
+    shared = RedisHistory(client, LocalHistory(10))
+
+    def append(seq: int) -> None:
+        pipe = client.pipeline(transaction=False)
+        shared.append(pipe, Tick("A-B", "1.0", str(seq), T0 + seq))
+        pipe.execute()
+
+    append(1)
+    client.config_set("min-replicas-to-write", 1)
+    try:
+        with pytest.raises(redis_lib.ResponseError, match="NOREPLICAS"):
+            append(2)
+    finally:
+        client.config_set("min-replicas-to-write", 0)
+    append(2)
+    assert [i.decode() for i, _ in client.xrange(stream_key("A-B"))] == ["1-0", "2-0"]

@@ -4,6 +4,7 @@ two gunicorn instances of two workers each on the sentinel URL, and the simulato
 import time
 
 import pytest
+import redis as redis_lib
 
 from tests.sentinel_support import KeyPoller, Reader, SentinelDeployment, read_keys
 from tests.support import Instances, Service, Simulator, wait_until
@@ -172,3 +173,59 @@ def test_prices_keep_flowing_while_every_sentinel_is_down(deployment):
         )
     assert not [v for r in readers for v in r.violations]
     assert sim.state()["connections"] == 1
+
+
+@pytest.fixture
+def sentinels_only():
+    sentinels = SentinelDeployment(password=PASSWORD).start()
+    yield sentinels
+    sentinels.stop()
+
+
+def test_the_writer_s_check_leaves_no_connection_on_an_old_master_whoever_saw_the_move_first(sentinels_only):
+    """Two orders. The check sees the move first: the idle connections on the old master must
+    go (redis-py drops them when a lookup finds a changed address, so the check must really
+    ask the sentinels, not trust the pool's record). The pool saw it first (a connect
+    elsewhere in the process) while a connection was busy: that one must not come back into
+    the pool on the old node, and the check must still report the move (it remembers what it
+    saw itself, so the writer logs it)."""
+    from pledge_ws.redis_client import MasterFollower, connect_redis
+
+    client = connect_redis(sentinels_only.url)
+    pool = client.connection_pool
+    follower = MasterFollower(client)
+
+    def on(port: int) -> list[object]:
+        return [c for c in pool._available_connections if c._sock is not None and c.port == port]
+
+    assert follower.check() is None  # the first check remembers the master
+    client.ping()
+    first, _ = sentinels_only.manual_failover()
+    second = sentinels_only.wait_new_master(first)
+    assert on(first.port), "an idle connection on the old master before the check"
+    assert follower.check() == ("127.0.0.1", first.port)
+    assert not on(first.port), "a pool connection is still open to the old master"
+    client.set("pledge_ws:probe", "1")
+    assert second.client().get("pledge_ws:probe") == "1"  # the next write lands on the new master
+
+    busy = pool.get_connection()
+    busy.send_command("PING")
+    busy.read_response()
+    wait_until(lambda: first.role() == "slave", 20, interval=0.2, what="the old master back as a replica")
+
+    def failover() -> bool:  # refused (NOGOODSLAVE) until the sentinels see the replica synced
+        try:
+            sentinels_only.manual_failover()
+            return True
+        except redis_lib.ResponseError:
+            return False
+
+    wait_until(failover, 20, interval=0.5, what="the sentinels to accept a second failover")
+    third = sentinels_only.wait_new_master(second)
+    assert pool.get_master_address()[1] == third.port  # the pool's record moved while busy was in use
+    pool.release(busy)
+    assert not on(second.port), "a connection busy during the move came back on the old master"
+    assert follower.check() == ("127.0.0.1", second.port)  # reported, though the pool knew first
+    client.set("pledge_ws:probe", "2")
+    assert third.client().get("pledge_ws:probe") == "2"
+    client.close()
