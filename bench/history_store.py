@@ -2,10 +2,10 @@
 
 Why: recovery reads "everything after SEQ". A list (RPUSH + LTRIM) must be read whole and
 filtered by the client; a Stream keyed by sequence is read from SEQ by Redis (XRANGE). The
-append here is what the writer does (history.APPEND_SCRIPT: XADD MAXLEN = with an explicit
-ID, a refused ID made a no-op). A fresh redis-server on loopback, one client, pipelined appends.
+append here is what the writer does (cluster/stream.APPEND_SCRIPT: XADD MAXLEN = with an explicit
+ID, one not above the top made a no-op). A fresh redis-server on loopback, one client, pipelined appends.
 
-    /work/tools/cpu bench .venv/bin/python bench/history_store.py
+    .venv/bin/python bench/history_store.py
 
 Writes bench/results/history_store.json.
 """
@@ -19,11 +19,11 @@ from pathlib import Path
 
 import redis
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH.parent))
+import harness
+from pledge_ws.cluster.stream import APPEND_SCRIPT
+from pledge_ws.core.ticks import Tick
 
-from pledge_ws.history import APPEND_SCRIPT  # noqa: E402
-from pledge_ws.ticks import Tick  # noqa: E402
+BENCH = Path(__file__).resolve().parent
 
 LIMIT, APPENDS, READS = 1000, 20_000, 300
 
@@ -36,9 +36,6 @@ def timed(fn, n: int) -> float:
 
 
 def main() -> int:
-    sys.path.insert(0, str(BENCH))
-    import run as harness
-
     port = harness.free_port()
     proc = harness.spawn(["redis-server", "--port", str(port), "--save", "", "--appendonly", "no"], "hist-redis.log")
     try:

@@ -9,16 +9,13 @@ and classify cost of one, not the recv/send syscalls around it (those are the sa
 from __future__ import annotations
 
 import os
-import sys
 import timeit
-from pathlib import Path
 
 from wsproto import ConnectionType
 from wsproto.connection import Connection
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from pledge_ws import protocol
-from pledge_ws.session import _parser_idle
+from pledge_ws.clients.session import _parser_idle
+from pledge_ws.core import protocol
 
 MASK = os.urandom(4)
 FRAME = b"\x81\x84" + MASK + bytes(b ^ MASK[i] for i, b in enumerate(b"ping"))

@@ -11,7 +11,7 @@ driver, simulator and redis-server share CPU 1, so the run with recoveries also 
 its own clients there: its p99 is an upper bound. The same run without the driver is the
 baseline.
 
-    /work/tools/cpu bench .venv/bin/python bench/recovery.py [--live 1000] [--recovering 1000]
+    .venv/bin/python bench/recovery.py [--live 1000] [--recovering 1000]
 
 Writes bench/results/recovery.json.
 """
@@ -26,10 +26,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH))
-
-import run as harness  # noqa: E402  (bench/run.py: processes, pinning, loadgen)
+import harness
+import load
 
 MISSED = 950  # ticks each recovering client asks for (the window keeps 1,000; ticks keep coming)
 
@@ -115,7 +113,7 @@ def one_run(args: argparse.Namespace, with_recoveries: bool) -> dict[str, Any]:
     harness.wait_port(redis_port, redis, 10)
     _sim, sim_port = harness.start_simulator(tag)
     port = harness.free_port()
-    server = harness.Server("pledge-ws", port, sim_port)
+    server = load.Server("pledge-ws", port, sim_port)
     server.start(tag)
     assert server.proc is not None
     harness.stop(server.proc)  # restarted below with Redis: the production shape for recovery
@@ -138,9 +136,9 @@ def one_run(args: argparse.Namespace, with_recoveries: bool) -> dict[str, Any]:
         seconds = args.warmup + args.duration
         argv = [harness.PY, __file__, "--driver", str(port), str(args.recovering), str(seconds), str(drv_out)]
         drv = harness.spawn(harness.pinned(1, argv), f"{tag}-driver.log")
-    lg, samples = harness.run_loadgen(port, args.live, args, 0.0, args.duration, server.proc.pid, tag)
+    lg, samples = load.run_loadgen(port, args.live, args, 0.0, args.duration, server.proc.pid, tag)
     record: dict[str, Any] = {"with_recoveries": with_recoveries, "loadgen": lg}
-    record["server_cpu_window"] = harness.derive(lg, samples, args.live).get("server_cpu_pct")
+    record["server_cpu_window"] = load.derive(lg, samples, args.live).get("server_cpu_pct")
     if drv is not None:
         drv.wait(timeout=args.warmup + args.duration + 120)
         record["driver"] = json.loads(drv_out.read_text())
@@ -159,7 +157,7 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=20.0)
     ap.add_argument("--ramp-per-sec", type=float, default=1000.0)
     ap.add_argument("--ping-interval", type=float, default=5.0)
-    ap.add_argument("--out", type=Path, default=BENCH / "results" / "recovery.json")
+    ap.add_argument("--out", type=Path, default=harness.BENCH / "results" / "recovery.json")
     args = ap.parse_args()
     args.stalled_pings = False
     harness.raise_fd_limit()

@@ -27,15 +27,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from run import (
+from harness import (
     BENCH,
     LOADGEN,
     LOGS,
-    Server,
-    _children,
+    adopt,
     build_loadgen,
     free_port,
-    meta,
     netavark_tables,
     pinned,
     process_tree,
@@ -44,6 +42,7 @@ from run import (
     stop,
     stop_all,
 )
+from load import Server, meta
 
 
 def workers(master: int) -> list[int]:
@@ -80,7 +79,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.busy_poll:
             argv.append("--busy-poll")
         proc = subprocess.Popen(pinned("0,1", argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        _children.append(proc)
+        adopt(proc)
         events: list[str] = []
         timeline: list[dict[str, float]] = []  # sockets per worker, every 0.5 s after the SIGTERM
         master = srv.proc.pid
@@ -156,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         "--out",
         type=Path,
         default=BENCH / "results" / "rolling_restart.json",
-        help="(the README figures: rolling_restart-*.json)",
+        help="(the figures in bench/README.md: rolling_restart-*.json)",
     )
     args = ap.parse_args(argv)
     if netavark_tables():

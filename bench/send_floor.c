@@ -2,7 +2,7 @@
  * The kernel's floor for fan-out on this machine: CPU time of one non-blocking send() of a
  * 100-byte frame to each of N loopback TCP sockets, 10 rounds a second, from C. Any server,
  * in any language, pays at least this per client per tick; pledge-ws's own cost is compared
- * with it in the README.
+ * with it in bench/README.md ("Kernel floor").
  *
  *   gcc -O2 -o bench/.build/send_floor bench/send_floor.c && bench/.build/send_floor 5000
  *

@@ -23,14 +23,12 @@ import os  # noqa: E402
 import random  # noqa: E402
 import socket  # noqa: E402
 import struct  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import gevent  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.support import Service, Simulator  # noqa: E402
+from harness import http_json, metric_value, start_pledge_ws, start_simulator, stop_all  # noqa: E402
 
 FINAL_PRICE = "0.009999"
 
@@ -151,31 +149,31 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=600)
     parser.add_argument("--clients", type=int, default=1000)
     args = parser.parse_args()
-    sim = Simulator(rate=10, symbols="PLGR-USDT")
-    svc = Service({"KUCOIN_API_URL": sim.url, "SLOW_CLIENT_TIMEOUT": "10", "HEARTBEAT_TIMEOUT": "20"})
     try:
-        svc.wait_ready()
+        _sim, sim_port = start_simulator("soak")
+        env = {"SYMBOLS": "PLGR-USDT", "SLOW_CLIENT_TIMEOUT": "10", "HEARTBEAT_TIMEOUT": "20"}
+        server, port = start_pledge_ws("soak", sim_port, env)
         stats = Stats()
         start = time.monotonic()
         end = start + args.duration
         kinds = ["good"] * 8 + ["vanish", "stall"]
-        greenlets = [gevent.spawn(client, n, svc.port, kinds[n % len(kinds)], stats, end) for n in range(args.clients)]
+        greenlets = [gevent.spawn(client, n, port, kinds[n % len(kinds)], stats, end) for n in range(args.clients)]
         gevent.sleep(20)  # ramp-up and first churn
-        first = sample(svc.process.pid)
+        first = sample(server.pid)
         samples = [(round(time.monotonic() - start), *first)]
         while time.monotonic() < end:
             gevent.sleep(min(30, max(0.1, end - time.monotonic())))
-            samples.append((round(time.monotonic() - start), *sample(svc.process.pid)))
+            samples.append((round(time.monotonic() - start), *sample(server.pid)))
         gevent.sleep(1)
         present = set(stats.live)
-        sim.set_price("PLGR-USDT", FINAL_PRICE)
+        http_json("POST", f"http://127.0.0.1:{sim_port}/_sim/price", {"symbol": "PLGR-USDT", "price": FINAL_PRICE})
         gevent.sleep(3)
         stayed = [n for n in present if n in stats.live]
         saw_last = sum(n in stats.saw_final for n in stayed)
         gevent.joinall(greenlets, timeout=45)
-        last = sample(svc.process.pid)
-        evictions = svc.metric("pledge_ws_clients_evicted_total", 'reason="slow"')
-        heartbeat = svc.metric("pledge_ws_clients_closed_total", 'reason="heartbeat timeout"')
+        last = sample(server.pid)
+        evictions = metric_value(port, "pledge_ws_clients_evicted_total", 'reason="slow"')
+        heartbeat = metric_value(port, "pledge_ws_clients_closed_total", 'reason="heartbeat timeout"')
         result = {
             "duration_s": args.duration,
             "clients": args.clients,
@@ -197,8 +195,7 @@ def main() -> None:
         out.parent.mkdir(exist_ok=True)
         out.write_text(json.dumps(result, indent=2))
     finally:
-        svc.stop()
-        sim.stop()
+        stop_all()
 
 
 if __name__ == "__main__":

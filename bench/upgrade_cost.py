@@ -18,9 +18,7 @@ import argparse
 import cProfile
 import os
 import pstats
-import sys
 import time
-from pathlib import Path
 
 from gevent import monkey
 
@@ -32,9 +30,8 @@ from gunicorn.config import Config  # noqa: E402
 from gunicorn.http.parser import RequestParser  # noqa: E402
 from gunicorn.http.wsgi import create as create_environ  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from pledge_ws.factory import create_app, runtime_of  # noqa: E402
-from pledge_ws.ticks import Tick  # noqa: E402
+from pledge_ws.core.ticks import Tick  # noqa: E402
+from pledge_ws.web.factory import create_app, runtime_of  # noqa: E402
 
 UPGRADE = (
     b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

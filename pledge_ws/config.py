@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
-from pledge_ws.redis_url import SENTINEL_SCHEMES, RedisUrlError, is_sentinel_url, mask_sentinel_url, parse_sentinel_url
+from pledge_ws.core.redis_url import (
+    SENTINEL_SCHEMES,
+    RedisUrlError,
+    is_sentinel_url,
+    mask_sentinel_url,
+    parse_sentinel_url,
+)
 
 T = TypeVar("T")
 

@@ -6,6 +6,6 @@ cd "$(dirname "$0")/.."
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 python3 -m venv "$dir/venv"
-"$dir/venv/bin/pip" install -q --disable-pip-version-check -r requirements.txt 2>&1 | grep -v '^WARNING' || true
+"$dir/venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r requirements.txt 2>&1 | grep -v '^WARNING' || true
 "$dir/venv/bin/pip" check
 "$dir/venv/bin/python" -c "import gunicorn.workers.ggevent, app; print('runtime requirements: app and gevent worker load')"

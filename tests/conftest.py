@@ -4,14 +4,19 @@ import pytest
 
 from tests.support import RedisServer, Service, Simulator
 
+# Fixtures that start real processes: a test using one is an integration test whether or not
+# its module says so (``pytest -m "not integration"`` runs the unit tests alone, in seconds).
+PROCESS_FIXTURES = frozenset({"redis", "simulator", "service", "service_factory"})
+
 
 def pytest_collection_modifyitems(config, items):
-    # Integration tests need redis-server; say so plainly instead of failing obscurely.
-    if shutil.which("redis-server") is None:
-        skip = pytest.mark.skip(reason="redis-server not installed (make test installs it)")
-        for item in items:
-            if "redis" in item.fixturenames:
-                item.add_marker(skip)
+    no_redis = shutil.which("redis-server") is None
+    for item in items:
+        if PROCESS_FIXTURES & set(item.fixturenames) or item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.integration)
+        # Integration tests need redis-server; say so plainly instead of failing obscurely.
+        if no_redis and "redis" in item.fixturenames:
+            item.add_marker(pytest.mark.skip(reason="redis-server not installed (make test installs it)"))
 
 
 @pytest.fixture

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import http.client
 import json
-import os
 import socket
 import time
 from typing import Any
@@ -41,32 +39,6 @@ class Prices:
 
     def close(self) -> None:
         self.conn.close()
-
-
-def upgrade_status(port: int, query: str) -> tuple[int, Any]:
-    """Send a WebSocket upgrade for ``/ws?query``; the HTTP status and the JSON body, if any."""
-    key = base64.b64encode(os.urandom(16)).decode()
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(
-            f"GET /ws?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-        )
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        status = int(head.split()[1])
-        if status == 101:
-            return status, None
-        length = next(
-            (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0
-        )
-        while len(body) < length:
-            body += sock.recv(4096)
-        return status, json.loads(body)
 
 
 def collect(client: Client, want: dict[str, int], timeout: float = 10.0) -> list[dict[str, Any]]:

@@ -20,6 +20,7 @@ from pathlib import Path
 import redis
 import websocket
 
+from pledge_ws.cluster import keys
 from tests.support import Process, free_port, wait_until
 
 SERVICE = "mymaster"
@@ -300,6 +301,6 @@ class KeyPoller:
 
 def read_keys(client: redis.Redis, symbols: tuple[str, ...], primary_key: str = "plgr_price") -> Keys:
     """One MGET (atomic) of the primary key and every pledge_ws:price:<SYMBOL>."""
-    values = client.mget([primary_key, *(f"pledge_ws:price:{s}" for s in symbols)])
+    values = client.mget([primary_key, *(keys.price_key(s) for s in symbols)])
     ticks = {s: json.loads(v) for s, v in zip(symbols, values[1:], strict=True) if v is not None}
     return values[0], ticks

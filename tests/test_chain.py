@@ -6,6 +6,7 @@ import time
 import pytest
 import websocket
 
+from pledge_ws.cluster import keys
 from tests.support import Client, Simulator, http, wait_until
 
 
@@ -81,7 +82,7 @@ def test_redis_key_and_http_price_match_last_price(service, simulator, redis, cl
     assert body["symbol"] == "PLGR-USDT" and body["stale"] is False and body["age_ms"] >= 0
     # Other symbols are stored under the documented prefix; plgr_price stays the primary's.
     simulator.set_price("BTC-USDT", "67000.5")
-    wait_until(lambda: '"67000.5"' in (redis.get("pledge_ws:price:BTC-USDT") or ""), 5, what="BTC in Redis")
+    wait_until(lambda: '"67000.5"' in (redis.get(keys.price_key("BTC-USDT")) or ""), 5, what="BTC in Redis")
     assert redis.get("plgr_price") == "0.004200"
     assert service.get("/price?symbol=btc-usdt")[1]["price"] == "67000.5"
 

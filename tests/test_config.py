@@ -3,7 +3,7 @@ import pytest
 from pledge_ws.config import ConfigError, Settings, load_settings, mask_url
 
 
-def test_defaults_match_the_contract():
+def test_defaults_match_the_documented_ones():
     s = load_settings({})
     assert s == Settings()
     assert s.port == 8000 and s.symbols == ("PLGR-USDT",) and s.price_key == "plgr_price"

@@ -1,14 +1,11 @@
 """Long faults with real processes: garbage floods, long Redis and exchange outages,
 shutdown under load, and what the logs say about them."""
 
-import base64
 import json
-import os
 import signal
-import socket
 import time
 
-from tests.support import Client, wait_until
+from tests.support import Client, raw_upgrade, read_close_code, wait_until
 
 
 def test_garbage_burst_from_exchange_leaves_prices_flowing(service, simulator):
@@ -78,47 +75,13 @@ def test_exchange_silent_60s_then_back(service, simulator):
     client.close()
 
 
-def _raw_ws(port: int) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(
-        f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
-    )
-    return sock
-
-
-def _close_code(sock: socket.socket, deadline: float) -> int | None:
-    """Read server frames (after the 101 response) until a close frame; its status code."""
-    buffer = b""
-    while time.monotonic() < deadline:
-        sock.settimeout(max(0.01, deadline - time.monotonic()))
-        chunk = sock.recv(65536)
-        if not chunk:
-            return None
-        buffer += chunk
-        if b"\r\n\r\n" in buffer and buffer.startswith(b"HTTP/1.1 101"):
-            buffer = buffer.split(b"\r\n\r\n", 1)[1] if buffer.startswith(b"HTTP") else buffer
-        while len(buffer) >= 2 and not buffer.startswith(b"HTTP"):
-            opcode, length = buffer[0] & 0x0F, buffer[1] & 0x7F
-            header = 2 + (2 if length == 126 else 8 if length == 127 else 0)
-            if length >= 126:
-                length = int.from_bytes(buffer[2:header], "big")
-            if len(buffer) < header + length:
-                break
-            if opcode == 0x8:
-                return int.from_bytes(buffer[header : header + 2], "big")
-            buffer = buffer[header + length :]
-    return None
-
-
 def test_sigterm_under_1000_clients_closes_all_with_1001_within_5s(service_factory, simulator):
     svc = service_factory(KUCOIN_API_URL=simulator.url)
-    socks = [_raw_ws(svc.port) for _ in range(1000)]
+    socks = [raw_upgrade(svc.port, read=False)[0] for _ in range(1000)]
     wait_until(lambda: svc.get("/readyz")[1]["connections"] == 1000, 20, what="1000 connections")
     started = time.monotonic()
     svc.process.send_signal(signal.SIGTERM)
-    codes = [_close_code(sock, started + 5) for sock in socks]
+    codes = [read_close_code(sock, started + 5) for sock in socks]
     elapsed = time.monotonic() - started
     for sock in socks:
         sock.close()

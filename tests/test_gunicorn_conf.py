@@ -1,6 +1,7 @@
 """gunicorn.conf.py's post_fork: accepting in bursts survives WEB_CONCURRENCY > 1 (bench/README)."""
 
 import runpy
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,6 +15,7 @@ def _load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, workers: int) -> dict
     monkeypatch.setenv("WEB_CONCURRENCY", str(workers))
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")  # required with workers > 1; never dialled here
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # restored after the test
+    monkeypatch.delitem(sys.modules, "pledge_ws.gunicorn_conf", raising=False)  # read the env again
     return runpy.run_path(str(CONF))
 
 

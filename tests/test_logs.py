@@ -23,10 +23,10 @@ def _records(log: str) -> list[dict]:
 
 
 def test_formatter_fields_and_extras():
-    record = logging.LogRecord("pledge_ws.feed", logging.WARNING, "f.py", 1, "lost %s", ("feed",), None)
+    record = logging.LogRecord("pledge_ws.exchange.feed", logging.WARNING, "f.py", 1, "lost %s", ("feed",), None)
     record.event, record.delay = "feed_reconnecting", 1.5
     body = json.loads(JsonFormatter().format(record))
-    assert body["message"] == "lost feed" and body["level"] == "warning" and body["logger"] == "pledge_ws.feed"
+    assert body["message"] == "lost feed" and body["level"] == "warning" and body["logger"] == "pledge_ws.exchange.feed"
     assert body["event"] == "feed_reconnecting" and body["delay"] == 1.5 and isinstance(body["pid"], int)
     assert body["time"].endswith("Z") and "T" in body["time"]
 

@@ -25,7 +25,8 @@ One job per module: ``model`` (limits, prices, books, frame encoding, settings c
 ``faults`` (what is broken, pure), ``bullets`` (tokens), ``client_messages`` (the answer to a
 client frame, pure), ``exchange`` (books, ticks, subscribers, level-1; no I/O), ``injection``
 (faults done to the open connections), ``malformed`` (bad frames), ``peers`` (gevent I/O:
-ticker and WebSocket peers), ``app`` (the HTTP surface), ``cli``.
+ticker and WebSocket peers), ``app`` (KuCoin's HTTP and WebSocket surface), ``control`` (the
+``/_sim/`` API), ``cli``.
 Nothing is imported here, so ``python -m`` can monkey-patch before gevent's modules load;
 the names below are loaded on first use.
 """

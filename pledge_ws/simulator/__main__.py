@@ -1,11 +1,5 @@
-"""Entry point: monkey-patch first, before socket, ssl and threading are imported."""
+"""``python -m pledge_ws.simulator``: the same as the ``pledge-ws-simulator`` command."""
 
-from gevent import monkey
+from pledge_ws.simulator.entry import console
 
-monkey.patch_all()
-
-import sys  # noqa: E402
-
-from pledge_ws.simulator.cli import main  # noqa: E402
-
-sys.exit(main())
+console()

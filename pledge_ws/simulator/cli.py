@@ -36,7 +36,7 @@ def serve(app: Flask, host: str = "127.0.0.1", port: int = 9000) -> WSGIServer:
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m pledge_ws.simulator",
+        prog="pledge-ws-simulator",
         description="A KuCoin-compatible exchange on loopback, with fault injection under /_sim/.",
     )
     parser.add_argument("--host", default="127.0.0.1")

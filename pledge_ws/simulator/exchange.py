@@ -122,21 +122,11 @@ class Exchange:
         self._rate = self._check_rate(rate)
         self.on_rate_change()
 
-    def is_silent(self) -> bool:
-        return self.faults.is_silent()
-
-    def silence(self, seconds: float) -> None:
-        """Send nothing to anyone for ``seconds`` (0 ends a silence now); REST answers 503."""
-        self.faults.silence(seconds)
-
-    def fail_bullets(self, count: int, mode: str) -> None:
-        self.faults.fail_bullets(count, mode)
-
     def restart_sequence(self, symbol: str, start: int = 1, gap_ms: int = SEQUENCE_RESET_GAP_MS) -> None:
         """The exchange restarts ``symbol``'s sequence at ``start`` (its next tick has it), as
         after maintenance: the exchange's clock moves ``gap_ms`` ahead, the maintenance window
         a real reset comes with (the service takes a lower sequence for a restart only when its
-        time is at least 30 s past the last tick's: README, "Order")."""
+        time is at least 30 s past the last tick's: docs/protocol.md, "Order")."""
         book = self._books.get(symbol)
         if book is None:
             raise UnknownSymbol(f"unknown symbol: {symbol}")
@@ -148,17 +138,7 @@ class Exchange:
         self._clock_ahead_ms += gap_ms
         self.sequence_resets += 1
 
-    def reset_faults(self) -> None:
-        """Back to a healthy exchange; sequences, prices and the rate stay as they are."""
-        self.faults.reset()
-
     # -- bullets and tokens ---------------------------------------------------------------
-
-    def take_bullet_failure(self) -> str | None:
-        return self.faults.take_bullet_failure()
-
-    def consume_token(self, token: str) -> bool:
-        return self.tokens.consume(token)
 
     def bullet_body(self, host: str) -> dict[str, Any]:
         """``POST /api/v1/bullet-public`` as KuCoin answers it, pointing back at ``host``."""
@@ -187,7 +167,7 @@ class Exchange:
 
     def send_text(self, peer: Peer, text: str) -> bool:
         """Queue one text frame for ``peer`` unless the exchange is silent."""
-        if self.is_silent():
+        if self.faults.is_silent():
             return False
         peer.send_frame(encode_text_frame(text))
         return True
@@ -261,7 +241,7 @@ class Exchange:
             "data": self.tick_data(book, price, str(book.sequence), ts),
         }
         text = _dumps(message)
-        if not self.is_silent():
+        if not self.faults.is_silent():
             frame = encode_text_frame(text)
             for peer in tuple(self._subscribers[symbol]):
                 peer.last_sent[symbol] = book.sequence

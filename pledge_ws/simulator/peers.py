@@ -134,7 +134,7 @@ class WsPeer:
         with self._lock:
             if self.closing and not control:
                 return False
-            if self.closing or not self._exchange.is_silent():
+            if self.closing or not self._exchange.faults.is_silent():
                 self._sock.sendall(data)
         return True
 

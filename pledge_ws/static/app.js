@@ -1,5 +1,6 @@
 /*
- * The live price page (GET /). Plain ES2020, no dependencies, no build step.
+ * The live price page (GET /). An ES module, no dependencies, no build step; the client is the
+ * npm package pledge-ws-client's own file (clients/js/src/pledge-ws.js), served as /static/pledge-ws.js.
  *
  * Flow: GET /symbols (picker, heartbeat) -> PledgeWS connects to /ws?symbols=<chosen> -> the
  * server's snapshot price shows at once -> on the first open GET /price/history fills the chart,
@@ -11,10 +12,9 @@
  * over the window) is exact decimal arithmetic on BigInt; floats are used only for pixel
  * positions in the chart.
  */
-(function () {
-  "use strict";
+import { PledgeWS, compareSeq } from "./pledge-ws.js";
 
-  const compareSeq = PledgeWS.compareSeq;
+{
   const el = (id) => document.querySelector(`[data-testid="${id}"]`);
   const SVG_NS = "http://www.w3.org/2000/svg";
 
@@ -494,24 +494,21 @@
     el("heartbeat").textContent = `every ${duration(pingInterval)} · timeout ${duration(config.heartbeat_timeout * 1000)}`;
 
     selectSymbol(symbol);
-    page.client = new PledgeWS({
-      url: "/ws",
-      symbols: [symbol],
-      pingInterval,
-      onState: showState,
-      onError: showError,
+    page.client = new PledgeWS({ url: "/ws", symbols: [symbol], pingInterval, autoConnect: false })
+      .on("state", showState)
+      .on("error", showError)
       // First open: the chart's history. A reconnect recovers missed prices in the stream
       // (since=); /price/history only when the server says "not recovered", or was not asked.
-      onOpen: (info) => {
+      .on("open", (info) => {
         if (!info.reconnect || !info.recovering.includes(page.symbol)) loadHistory(page.symbol);
-      },
-      onRecovery: (r) => {
+      })
+      .on("recovery", (r) => {
         if (!r.recovered && r.symbol === page.symbol) loadHistory(page.symbol);
-      },
-      onPrice: (tick) => {
+      })
+      .on("price", (tick) => {
         if (tick.symbol === page.symbol) addTicks([tick], true);
-      },
-    });
+      });
+    page.client.connect();
     window.pledgeClient = page.client; // handy in the console
 
     const svg = el("chart");
@@ -528,4 +525,4 @@
   // Exposed for tests and for other pages that want the same exact arithmetic.
   window.pledgePage = { priceChange, parseDecimal, formatUnits, page, stateLog };
   start();
-})();
+}

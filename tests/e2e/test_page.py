@@ -38,6 +38,11 @@ CHROMIUM_ARGS = [
 SCREENSHOTS = ROOT / ("docs" if os.environ.get("UPDATE_SCREENSHOTS") == "1" else "artifacts") / "screenshots"
 PRIMARY, OTHER = "PLGR-USDT", "BTC-USDT"
 HEARTBEAT_TIMEOUT = 4  # seconds; the page pings every quarter of it
+# Drop the page's socket as a flaky network would, the reconnect 4 s away (full jitter at its top).
+DROP_FOR_4S = (
+    "const c = window.pledgeClient; c.minReconnectDelay = c.maxReconnectDelay = 4000;"
+    " Math.random = () => 1; c._ws.close(4001, 'test drop')"
+)
 
 if not CHROMIUM.exists():
     pytest.skip("chromium is not installed at /usr/bin/chromium (make test installs it)", allow_module_level=True)
@@ -299,7 +304,7 @@ def test_reconnect_recovers_missed_prices_in_the_stream_without_rereading_histor
     page.on("request", lambda request: "/price/history" in request.url and history_requests.append(request.url))
     page.on("websocket", lambda ws: socket_urls.append(ws.url))
     # A long backoff, then drop the socket as a flaky network would: prices move meanwhile.
-    page.evaluate("window.pledgeClient.backoffBase = 4000; window.pledgeClient._ws.close(4001, 'test drop')")
+    page.evaluate(DROP_FOR_4S)
     expect(page.get_by_test_id("state")).to_have_attribute("data-state", "reconnecting")
     for value in ("0.003101", "0.003099", "0.003105"):
         stack.push(PRIMARY, value)
@@ -339,7 +344,7 @@ def test_a_page_left_open_follows_a_sequence_reset_and_recovery_across_one(stack
 
     received: list[str] = []
     page.on("websocket", lambda ws: ws.on("framereceived", lambda payload: received.append(str(payload))))
-    page.evaluate("window.pledgeClient.backoffBase = 4000; window.pledgeClient._ws.close(4001, 'test drop')")
+    page.evaluate(DROP_FOR_4S)
     expect(page.get_by_test_id("state")).to_have_attribute("data-state", "reconnecting")
     stack.sim.control("sequence-reset", symbol=PRIMARY, start=1)
     stack.push(PRIMARY, "0.003160")
