@@ -29,7 +29,6 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 USER 10001:10001
 EXPOSE 8000
-HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["python", "-c", "import os,sys,urllib.request; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('PORT','8000'), timeout=2).status == 200 else 1)"]
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["pledge-ws", "--healthcheck"]
 STOPSIGNAL SIGTERM
 CMD ["pledge-ws"]

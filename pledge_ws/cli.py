@@ -37,6 +37,17 @@ def parser() -> argparse.ArgumentParser:
     )
 
 
+def healthcheck(port: int, timeout: float = 2.0) -> int:
+    """What a container runtime's probe runs: one GET /healthz on loopback (no curl needed)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=timeout) as response:
+            return 0 if response.status == 200 else 1
+    except OSError:
+        return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``--help``/``--version``, check the configuration, then hand over to gunicorn."""
     args = parser()
@@ -44,12 +55,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.add_argument(
         "--check-config", action="store_true", help="validate the environment, print the settings and exit"
     )
+    args.add_argument(
+        "--healthcheck",
+        action="store_true",
+        help="exit 0 if the server on this host's PORT answers GET /healthz, else 1 (container probes)",
+    )
     options = args.parse_args(argv)
     try:
         settings = load_settings(os.environ)
     except ConfigError as exc:
         sys.stderr.write(config_error_line(str(exc), os.environ.get("LOG_FORMAT", "")))
         return 2
+    if options.healthcheck:
+        return healthcheck(settings.port)
     if options.check_config:
         for name, value in dataclasses.asdict(settings).items():
             shown = "***" if name == "redis_url" and value else value

@@ -58,10 +58,11 @@ control_socket_disable = True
 # Several workers: each writes its metrics to files in one directory and /metrics aggregates
 # them (prometheus_client's multiprocess mode), whichever worker answers the scrape. The
 # variable must be set before any worker imports prometheus_client, i.e. here in the master.
+# Set by the operator (a Kubernetes emptyDir, say), it is used whatever the worker count.
 _own_metrics_dir = None
-if workers > 1:
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        _own_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pledge-ws-metrics-")
+if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    _own_metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="pledge-ws-metrics-")
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     os.makedirs(os.environ["PROMETHEUS_MULTIPROC_DIR"], exist_ok=True)
     for _stale in glob.glob(os.path.join(os.environ["PROMETHEUS_MULTIPROC_DIR"], "*.db")):
         os.remove(_stale)

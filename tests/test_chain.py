@@ -120,7 +120,7 @@ def test_same_clients_get_prices_again_after_upstream_fault(fault, service, simu
     assert message["data"] == "0.001001"
     assert time.monotonic() - fault_at < 10 + (3 if fault == "silent" else 0)
     assert simulator.state()["connections"] == 1
-    assert service.metric("pledge_ws_upstream_reconnects_total") >= 1
+    assert service.metric("pledge_ws_exchange_reconnects_total") >= 1
 
 
 def test_malformed_upstream_frames_change_nothing_but_a_counter(service, simulator, clients):
@@ -229,6 +229,6 @@ def test_bad_configuration_stops_with_one_clear_line(tmp_path):
 def test_health_metrics_and_page(service):
     assert service.get("/healthz")[0] == 200
     status, text = service.get("/metrics")
-    assert status == 200 and "pledge_ws_connections" in text and "pledge_ws_upstream_connected 1.0" in text
+    assert status == 200 and "pledge_ws_connections" in text and "pledge_ws_exchange_connected 1.0" in text
     status, page = http("GET", service.url + "/")
     assert status == 200 and "<html" in page

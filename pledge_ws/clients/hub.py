@@ -152,6 +152,7 @@ class Hub:
 
     def publish(self, entry: Entry) -> int:
         frame, symbol = entry.frame, entry.tick.symbol
+        self.metrics.tick_delivery.observe(max(0.0, time.time() - entry.tick.ts / 1000))
         self._latest_frame[symbol] = frame
         targets = self._targets_for(symbol)
         for conn in targets:

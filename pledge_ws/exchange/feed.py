@@ -106,13 +106,13 @@ class ExchangeFeed:
                 self._close_ws()
                 if self.state.connected:
                     self.state.connected = False
-                    self.metrics.upstream_connected.set(0)
+                    self.metrics.exchange_connected.set(0)
             if self._stopped:
                 break
             self.state.last_error = reason
             outcome = Ended(reason, self._endpoint, self._candidates, self._subscribed, self._delivered)
             delay = self.policy.ended(outcome)
-            self.metrics.upstream_reconnects.inc()
+            self.metrics.exchange_reconnects.inc()
             log.warning(
                 "exchange link down (%s); reconnecting in %.1fs",
                 reason,
@@ -239,7 +239,7 @@ class ExchangeFeed:
             self.state.subscriptions += 1
             self.state.connected = True
             self.state.last_error = ""
-            self.metrics.upstream_connected.set(1)
+            self.metrics.exchange_connected.set(1)
             log.info(
                 "exchange feed connected",
                 extra={

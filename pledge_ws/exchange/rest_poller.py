@@ -99,7 +99,7 @@ class RestPoller:
                 self._report_source()
         finally:
             self.polling = False
-            self.metrics.feed_source.labels(source="rest").set(0)
+            self.metrics.exchange_source.labels(source="rest").set(0)
 
     def stop(self) -> None:
         self._stopped = True
@@ -121,7 +121,7 @@ class RestPoller:
         self._report_source()
 
     def _report_source(self) -> None:
-        self.metrics.feed_source.labels(source="rest").set(1 if self.answering() else 0)
+        self.metrics.exchange_source.labels(source="rest").set(1 if self.answering() else 0)
 
     def _poll(self, symbol: str) -> None:
         url = f"{self.api_url}/api/v1/market/orderbook/level1?{urlencode({'symbol': symbol})}"
@@ -148,7 +148,7 @@ class RestPoller:
         except (OSError, ValueError) as exc:  # refused, reset, timed out, bad URL
             log.debug("level-1 poll of %s failed: %s", symbol, exc)
         self.schedule.record(self.now(), outcome, hold)
-        self.metrics.rest_polls.labels(result=result).inc()
+        self.metrics.exchange_rest_polls.labels(result=result).inc()
         if tick is not None:
             self.metrics.exchange_ticks.labels(source="rest").inc()
             self.on_tick(tick)

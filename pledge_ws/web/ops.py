@@ -75,7 +75,6 @@ def ops_blueprint(runtime: Runtime) -> Blueprint:
 
     @bp.get("/metrics")
     def metrics_view() -> Response:
-        metrics.last_tick_age.set(runtime.intake.last_tick_age())
         return Response(metrics.exposition(), mimetype=CONTENT_TYPE_LATEST)
 
     return bp

@@ -4,6 +4,7 @@ WebSocket, and the route that hands an accepted socket to its session."""
 from __future__ import annotations
 
 import ipaddress
+import time
 from dataclasses import dataclass
 
 from flask import Blueprint, Response, jsonify, request
@@ -24,6 +25,7 @@ class WsUpgrade:
     symbols: tuple[str, ...]
     since: dict[str, int] | None
     ip: str
+    started: float  # perf_counter() when the guard began: pledge_ws_upgrade_seconds
 
 
 def client_ip(remote_addr: str | None, forwarded_for: str | None, trusted: tuple[str, ...]) -> str:
@@ -71,6 +73,7 @@ def ws_blueprint(runtime: Runtime, sock: UpgradeSock) -> Blueprint:
         req = request._get_current_object()  # type: ignore[attr-defined]
         if req.path != "/ws":
             return None
+        started = time.perf_counter()
         environ = req.environ
         if environ.get("HTTP_UPGRADE", "").lower() != "websocket":
             return _error(400, "expected a WebSocket upgrade request")
@@ -108,7 +111,7 @@ def ws_blueprint(runtime: Runtime, sock: UpgradeSock) -> Blueprint:
         # per connection for nothing, so it is never negotiated.
         environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
         slots.take(ip)  # released in release_ws_slot below
-        environ[WS_UPGRADE] = WsUpgrade(symbols, since, ip)
+        environ[WS_UPGRADE] = WsUpgrade(symbols, since, ip, started)
         return None
 
     @bp.teardown_app_request
@@ -120,6 +123,7 @@ def ws_blueprint(runtime: Runtime, sock: UpgradeSock) -> Blueprint:
     @sock.route("/ws", bp=bp)
     def ws_endpoint(ws: object) -> None:
         upgrade: WsUpgrade = request.environ[WS_UPGRADE]
+        metrics.upgrade_seconds.observe(time.perf_counter() - upgrade.started)  # the 101 is written
         ClientSession(
             ws,
             runtime.hub,

@@ -80,5 +80,5 @@ class FeedHolder:
         return FeedStatus(state.connected, self.source(), state.last_error, tuple(sorted(state.unavailable)))
 
     def report(self) -> None:
-        """The WebSocket's share of ``pledge_ws_feed_source`` (the poller reports its own)."""
-        self.metrics.feed_source.labels(source="ws").set(1 if self.feed.state.connected else 0)
+        """The WebSocket's share of ``pledge_ws_exchange_source`` (the poller reports its own)."""
+        self.metrics.exchange_source.labels(source="ws").set(1 if self.feed.state.connected else 0)

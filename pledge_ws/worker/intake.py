@@ -106,11 +106,9 @@ class TickIntake:
         for entry in self.book.latest():
             self.hub.seed(entry)
 
-    def last_tick_age(self) -> float:
-        return -1.0 if self.last_tick_wall is None else time.time() - self.last_tick_wall
-
     def _accept(self, tick: Tick) -> None:
         self.last_tick_wall = time.time()
+        self.metrics.last_tick.set(self.last_tick_wall)
         self.hub.offer(self.book.add(tick))
 
     def _print_ok(self, tick: Tick) -> bool:

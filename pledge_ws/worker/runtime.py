@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import gevent
 
+from pledge_ws import __version__
 from pledge_ws.clients.hub import Hub
 from pledge_ws.clients.replay import Replayer
 from pledge_ws.clients.slots import ConnectionSlots
@@ -138,6 +139,11 @@ class Runtime:
             was_live = live
             gevent.sleep(interval)
 
+    def sample_process(self, interval: float = 2.0) -> None:
+        while True:
+            self.metrics.sample_process()
+            gevent.sleep(interval)
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def _spawn(self, name: str, fn: Callable[[], None]) -> None:
@@ -149,6 +155,9 @@ class Runtime:
         if self._greenlets:
             return
         self.intake.load()
+        self.metrics.connections_limit.set(self.settings.max_connections)
+        self.metrics.build_info.labels(version=__version__).set(1)
+        self._spawn("process-sampler", self.sample_process)
         self._spawn("broadcaster", self.hub.run_broadcaster)
         self._spawn("reaper", self.hub.run_reaper)
         self._spawn("liveness", self.watch_liveness)

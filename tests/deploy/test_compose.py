@@ -31,3 +31,28 @@ def test_compose_runs_sentinel_redis_and_two_instances_of_two_workers():
     sentinel = " ".join(services["sentinel-1"]["command"])
     assert "sentinel monitor pledge redis-master 6379 2" in sentinel and "--sentinel" in sentinel
     assert "down-after-milliseconds pledge 1000" in sentinel
+
+
+def test_compose_starts_each_service_once_what_it_needs_is_healthy():
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    for name in ("redis-master", "redis-replica", "sentinel-1", "sentinel-2", "sentinel-3"):
+        assert services[name]["healthcheck"]["test"], name
+    assert services["sentinel-1"]["depends_on"] == {"redis-master": {"condition": "service_healthy"}}
+    for app in ("app-1", "app-2"):
+        needs = services[app]["depends_on"]
+        assert needs == {f"sentinel-{n}": {"condition": "service_healthy"} for n in (1, 2, 3)}, needs
+
+
+def test_the_observability_profile_has_prometheus_with_the_rules_and_grafana_with_the_dashboard():
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    prometheus, grafana = services["prometheus"], services["grafana"]
+    assert prometheus["profiles"] == grafana["profiles"] == ["observability"]
+    assert {v.split(":")[0] for v in prometheus["volumes"]} == {"./prometheus/compose.yml", "./prometheus/alerts.yml"}
+    scrape = yaml.safe_load((COMPOSE.parent / "prometheus" / "compose.yml").read_text())
+    assert scrape["scrape_configs"][0]["static_configs"][0]["targets"] == ["app-1:9100", "app-2:9100"]
+    mounts = dict(v.rsplit(":", 1)[0].split(":", 1) for v in grafana["volumes"])
+    assert mounts["./grafana/pledge-ws.json"] == "/var/lib/grafana/dashboards/pledge-ws.json"
+    provider = yaml.safe_load((COMPOSE.parent / "grafana/provisioning/dashboards/pledge-ws.yml").read_text())
+    assert provider["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards"
+    source = yaml.safe_load((COMPOSE.parent / "grafana/provisioning/datasources/prometheus.yml").read_text())
+    assert source["datasources"][0]["url"] == "http://prometheus:9090"

@@ -12,7 +12,7 @@ import urllib.parse
 
 import pytest
 
-from tests.support import ROOT, Process, free_port, http, wait_until
+from tests.support import ROOT, Client, Process, free_port, http, wait_until
 
 DEPLOY = ROOT / "deploy"
 RULES = DEPLOY / "prometheus" / "alerts.yml"
@@ -59,10 +59,11 @@ def test_promtool_checks_and_unit_tests_the_rules():
         timeout=60,
     )
     assert tested.returncode == 0, tested.stdout + tested.stderr
-    config = subprocess.run(
-        ["promtool", "check", "config", "prometheus.yml"], cwd=RULES.parent, capture_output=True, text=True, timeout=30
-    )
-    assert config.returncode == 0, config.stdout + config.stderr
+    for name in ("prometheus.yml", "compose.yml"):  # on the host, and in deploy/compose.yaml's network
+        config = subprocess.run(
+            ["promtool", "check", "config", name], cwd=RULES.parent, capture_output=True, text=True, timeout=30
+        )
+        assert config.returncode == 0, config.stdout + config.stderr
 
 
 def _rules_for_test(tmp_path) -> str:
@@ -87,21 +88,29 @@ def _alerts(base: str) -> dict[str, str]:
     return {alert["labels"]["alertname"]: alert["state"] for alert in body["data"]["alerts"]}
 
 
-def test_real_prometheus_scrapes_and_feed_down_fires(service, simulator, tmp_path):
-    for n in range(3):
-        simulator.set_price("PLGR-USDT", f"0.00310{n}")
-    metrics_text = service.get("/metrics")[1]
-    missing = (_names(_dashboard_exprs()) | _names([RULES.read_text()])) - _exposed(metrics_text)
-    assert not missing, f"dashboard/rules name metrics /metrics does not have: {sorted(missing)}"
+def test_every_runbook_url_names_a_section_of_the_operations_doc():
+    import yaml
 
+    headings = {
+        re.sub(r"[^a-z0-9 -]", "", line.lstrip("#").strip().lower()).replace(" ", "-")
+        for line in (ROOT / "docs" / "operations.md").read_text().splitlines()
+        if line.startswith("#")
+    }
+    rules = [rule for group in yaml.safe_load(RULES.read_text())["groups"] for rule in group["rules"]]
+    for rule in rules:
+        url = rule["annotations"]["runbook_url"]
+        path, _, anchor = url.partition("#")
+        assert path == "docs/operations.md" and anchor in headings, (rule["alert"], url)
+
+
+def _prometheus(tmp_path, target_port: int, rules: str | None = None) -> tuple[Process, str]:
     port = free_port()
     config = tmp_path / "prometheus.yml"
+    rule_files = f"rule_files: [{rules}]\n" if rules else ""
     config.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        f"rule_files: [{_rules_for_test(tmp_path)}]\n"
-        "scrape_configs:\n"
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n" + rule_files + "scrape_configs:\n"
         "  - job_name: pledge-ws\n"
-        f"    static_configs: [{{targets: ['127.0.0.1:{service.port}']}}]\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{target_port}']}}]\n"
     )
     prometheus = Process(
         "prometheus",
@@ -113,10 +122,80 @@ def test_real_prometheus_scrapes_and_feed_down_fires(service, simulator, tmp_pat
         ],
     )
     base = f"http://127.0.0.1:{port}"
+    wait_until(lambda: http("GET", f"{base}/-/ready", timeout=1)[0] == 200, 30, what="prometheus ready")
+    return prometheus, base
+
+
+def _value(base: str, promql: str) -> float:
+    result = _query(base, promql)["result"]
+    return float(result[0]["value"][1]) if result else float("nan")
+
+
+def test_two_workers_process_series_and_the_delivery_histogram_in_a_real_prometheus(
+    service_factory, simulator, redis, tmp_path
+):
+    svc = service_factory(
+        KUCOIN_API_URL=simulator.url,
+        REDIS_URL=redis.url,
+        WEB_CONCURRENCY="2",
+        SYMBOLS="PLGR-USDT",
+        MAX_CONNECTIONS="500",
+        REST_FALLBACK_INTERVAL="0",
+        HEARTBEAT_TIMEOUT="300",
+    )
+    svc.wait_ready()
+    prometheus, base = _prometheus(tmp_path, svc.port)
+    clients = []
     try:
-        wait_until(lambda: http("GET", f"{base}/-/ready", timeout=1)[0] == 200, 30, what="prometheus ready")
+        wait_until(lambda: _value(base, "count(pledge_ws_process_open_fds)") == 2, 20, what="both workers' fds")
+        fds = _value(base, "sum(pledge_ws_process_open_fds)")
+        rss = _query(base, "pledge_ws_process_resident_memory_bytes")["result"]
+        assert len(rss) == 2 and all(float(r["value"][1]) > 10e6 for r in rss)
+        assert _value(base, "count(pledge_ws_process_cpu_seconds)") == 2
+        assert _value(base, "sum(pledge_ws_connections_limit)") == 1000  # MAX_CONNECTIONS x 2 workers
+        from pledge_ws import __version__
+
+        assert _value(base, f'pledge_ws_build_info{{version="{__version__}"}}') == 1
+
+        clients.extend(Client(svc.ws_url) for _ in range(100))
+        wait_until(lambda: _value(base, "sum(pledge_ws_connections)") == 100, 20, what="100 connections")
         wait_until(
-            lambda: _query(base, 'max by (job) (pledge_ws_upstream_connected{job="pledge-ws"})')["result"],
+            lambda: _value(base, "sum(pledge_ws_process_open_fds)") >= fds + 100, 20, what="fds up by the clients"
+        )
+        assert _value(base, "sum(pledge_ws_upgrade_seconds_count)") >= 100
+
+        delivered = _value(base, "sum(pledge_ws_tick_delivery_seconds_count)")
+        for n in range(5):
+            simulator.set_price("PLGR-USDT", f"0.00610{n}")
+            for client in clients[:3]:
+                client.wait_price(f"0.00610{n}")
+        # Every tick is handed to the sockets by both workers: two observations per tick.
+        wait_until(
+            lambda: _value(base, "sum(pledge_ws_tick_delivery_seconds_count)") == delivered + 10,
+            10,
+            what="ten delivery observations",
+        )
+        p99 = _value(base, "histogram_quantile(0.99, sum by (le) (pledge_ws_tick_delivery_seconds_bucket))")
+        assert 0 <= p99 < 1.0, p99
+        age = _value(base, "time() - max(pledge_ws_last_tick_timestamp_seconds)")
+        assert 0 <= age < 10, age
+    finally:
+        for client in clients:
+            client.close()
+        prometheus.stop()
+
+
+def test_real_prometheus_scrapes_and_feed_down_fires(service, simulator, tmp_path):
+    for n in range(3):
+        simulator.set_price("PLGR-USDT", f"0.00310{n}")
+    metrics_text = service.get("/metrics")[1]
+    missing = (_names(_dashboard_exprs()) | _names([RULES.read_text()])) - _exposed(metrics_text)
+    assert not missing, f"dashboard/rules name metrics /metrics does not have: {sorted(missing)}"
+
+    prometheus, base = _prometheus(tmp_path, service.port, _rules_for_test(tmp_path))
+    try:
+        wait_until(
+            lambda: _query(base, 'max by (job) (pledge_ws_exchange_connected{job="pledge-ws"})')["result"],
             20,
             what="a scrape of the service",
         )
@@ -126,7 +205,7 @@ def test_real_prometheus_scrapes_and_feed_down_fires(service, simulator, tmp_pat
             time.sleep(1)
         groups = http("GET", f"{base}/api/v1/rules")[1]["data"]["groups"]
         rules = [rule for group in groups for rule in group["rules"]]
-        assert len(rules) == 7 and all(rule["health"] == "ok" for rule in rules), rules
+        assert len(rules) == 10 and all(rule["health"] == "ok" for rule in rules), rules
         assert _alerts(base) == {}, _alerts(base)
         for expr in _dashboard_exprs():  # every panel's query is valid PromQL on real data
             _query(base, expr.replace("$__rate_interval", "1m").replace("$job", ".*"))

@@ -11,6 +11,9 @@ import time
 
 from tests.support import Client, Service, Simulator, wait_until
 
+# The client idles through the outage (it need not ping): no heartbeat timeout meanwhile.
+QUIET = {"HEARTBEAT_TIMEOUT": "300"}
+
 
 def connected_count(svc: Service) -> int:
     return len(svc.events("feed_connected"))
@@ -31,7 +34,7 @@ def outage_then_healthy(svc: Service, simulator: Simulator, client: Client) -> N
 
 
 def test_a_401_after_an_outage_and_a_healthy_link_reconnects_within_1s(service_factory, simulator):
-    svc = service_factory(KUCOIN_API_URL=simulator.url, LOG_FORMAT="json", REST_FALLBACK_INTERVAL="0")
+    svc = service_factory(KUCOIN_API_URL=simulator.url, LOG_FORMAT="json", REST_FALLBACK_INTERVAL="0", **QUIET)
     client = Client(svc.ws_url)
     outage_then_healthy(svc, simulator, client)
     bullets, before = simulator.state()["bullets"], connected_count(svc)
@@ -50,7 +53,7 @@ def test_a_401_after_an_outage_and_a_healthy_link_reconnects_within_1s(service_f
 
 
 def test_a_dead_first_entry_after_an_outage_subscribes_through_the_second_within_2s(service_factory, simulator):
-    svc = service_factory(KUCOIN_API_URL=simulator.url, LOG_FORMAT="json", REST_FALLBACK_INTERVAL="0")
+    svc = service_factory(KUCOIN_API_URL=simulator.url, LOG_FORMAT="json", REST_FALLBACK_INTERVAL="0", **QUIET)
     client = Client(svc.ws_url)
     outage_then_healthy(svc, simulator, client)
     simulator.control("dead-first-server", on=True)
@@ -70,7 +73,7 @@ def test_a_dead_first_entry_after_an_outage_subscribes_through_the_second_within
 
 
 def test_backoff_still_grows_when_every_entry_of_every_bullet_fails(service_factory, simulator):
-    svc = service_factory(KUCOIN_API_URL=simulator.url, LOG_FORMAT="json", REST_FALLBACK_INTERVAL="0")
+    svc = service_factory(KUCOIN_API_URL=simulator.url, LOG_FORMAT="json", REST_FALLBACK_INTERVAL="0", **QUIET)
     svc.wait_ready()
     simulator.control("dead-first-server", on=True)
     seen = len(svc.events("feed_reconnecting"))

@@ -72,7 +72,7 @@ def test_ws_down_rest_up_then_ws_back_keeps_clients_current_and_ordered(service_
     calls = rest_calls(simulator) - calls_before
     print(f"{calls} level-1 calls in 10 s at REST_FALLBACK_INTERVAL={INTERVAL}")
     assert 7 <= calls <= 12
-    assert svc.metric("pledge_ws_rest_polls_total", 'result="ok"') >= 7
+    assert svc.metric("pledge_ws_exchange_rest_polls_total", 'result="ok"') >= 7
 
     # The WebSocket comes back: prices over it within 10 s, and the polls stop.
     simulator.control("ws-down", seconds=0)
@@ -105,7 +105,7 @@ def test_a_429_is_waited_out(service_factory, simulator):
     time.sleep(max(0.0, limited_at + 3.5 - time.monotonic()))
     assert rest_calls(simulator) == base + 1  # the 429's reset was honoured: no second call
     wait_until(lambda: svc.get("/price")[1]["price"] == "0.003300", 4 + INTERVAL + 3, what="price after the reset")
-    assert svc.metric("pledge_ws_rest_polls_total", 'result="rate_limited"') == 1
+    assert svc.metric("pledge_ws_exchange_rest_polls_total", 'result="rate_limited"') == 1
 
 
 def test_a_price_moved_during_a_reconnect_arrives_without_another_trade(service_factory, simulator):
