@@ -139,7 +139,8 @@ class Runtime:
             was_live = live
             gevent.sleep(interval)
 
-    def sample_process(self, interval: float = 2.0) -> None:
+    def sample_process(self, interval: float = 5.0) -> None:
+        """Per-worker fds, memory, CPU: listing 10,000 fds takes 5.4 ms, so every 5 s is 0.1 % of a core."""
         while True:
             self.metrics.sample_process()
             gevent.sleep(interval)
