@@ -1,6 +1,6 @@
 """A seeded fault campaign on the real processes, judged by an independent checker.
 
-    .venv/bin/python bench/chaos.py --seed N --minutes M --out DIR [--clients 200]
+    .venv/bin/python bench/chaos.py --seed N --minutes M --out DIR [--clients 200] [--slice A:B]
 
 Starts a Redis master and replica, three sentinels, the simulator and two instances of two
 workers on the Sentinel URL (chaoslib/topology.py); about 200 clients of three kinds
@@ -36,12 +36,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--clients", type=int, default=200, help="split 50/30/20 %% steady/reconnecting/slow")
     parser.add_argument("--mean-gap", type=float, default=25.0, help="mean seconds between fault starts")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--slice",
+        metavar="A:B",
+        help="replay only the faults the seed's M-minute schedule starts between A and B seconds, "
+        "from 20 s into a run of B-A+65 s (to look again at what a long run found)",
+    )
+    args = parser.parse_args(argv)
+    args.span = None
+    if args.slice:
+        try:
+            start, end = (float(x) for x in args.slice.split(":"))
+        except ValueError:
+            parser.error("--slice takes A:B, seconds, e.g. 1200:1340")
+        if not 0 <= start < end <= args.minutes * 60:
+            parser.error(f"--slice {args.slice}: need 0 <= A < B <= {args.minutes * 60:g}")
+        args.span = (start, end)
+    return args
 
 
 def campaign(args: argparse.Namespace) -> tuple[dict[str, Any], list[checker.Connection]]:
     args.out.mkdir(parents=True, exist_ok=True)
     plan = schedule.draw(args.seed, args.minutes, mean_gap_s=args.mean_gap)
+    if args.span:
+        plan = schedule.cut(plan, *args.span)
+        args.minutes = (args.span[1] - args.span[0] + 65.0) / 60.0
     dep = Deployment(Path(tempfile.gettempdir()))  # its Redis dirs and metrics files: not in DIR
     dep.start()
     t0 = time.monotonic()
@@ -130,6 +149,7 @@ def judge(args, plan, done, clients, connections, recorder, sampler, end_s) -> d
     return {
         "seed": args.seed,
         "minutes": args.minutes,
+        "slice": args.slice,
         "clients": {kind: sum(1 for c in clients if c.kind == kind) for kind in ("steady", "reconnecting", "slow")},
         "connections": len(connections),
         "frames": sum(len(c.frames) for c in connections),

@@ -10,7 +10,7 @@ are judged).
 from __future__ import annotations
 
 import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 # kind: (weight, shortest, longest duration in seconds; 0 = instantaneous, judged for a window)
 MENU: dict[str, tuple[int, float, float]] = {
@@ -83,6 +83,13 @@ def _params(kind: str, rng: random.Random, symbols: tuple[str, ...]) -> dict[str
     if kind == "connection_storm":
         return {"clients": rng.randint(150, 300)}
     return {}
+
+
+def cut(faults: list[Fault], start_s: float, end_s: float, warmup_s: float = 20.0) -> list[Fault]:
+    """The faults that start in [start_s, end_s), moved to begin ``warmup_s`` into a run: a
+    finding of a long campaign replayed in minutes, with the same faults in the same rhythm."""
+    shift = warmup_s - start_s
+    return [replace(f, at_s=round(f.at_s + shift, 3)) for f in faults if start_s <= f.at_s < end_s]
 
 
 def windows(faults: list[Fault]) -> list[tuple[float, float]]:

@@ -3,6 +3,8 @@ rules, with literal histories. The campaign itself runs in tests/bench/test_chao
 
 from __future__ import annotations
 
+import itertools
+
 from bench.chaoslib import checker, schedule
 from bench.chaoslib.checker import Bounds, Connection
 
@@ -14,6 +16,17 @@ def test_the_same_seed_gives_the_same_schedule_and_another_seed_another():
     assert all(f.at_s >= 20 and f.at_s + f.duration_s <= 30 * 60 - 45 for f in one)  # warm-up, quiet tail
     assert {f.kind for f in one} == set(schedule.MENU)  # every kind drawn in a long campaign
     assert one == sorted(one, key=lambda f: f.at_s)
+
+
+def test_a_slice_replays_a_stretch_of_the_schedule_from_the_warm_up():
+    full = schedule.draw(2026, 30)
+    part = schedule.cut(full, 1200, 1340)
+    expected = [f for f in full if 1200 <= f.at_s < 1340]
+    assert part and [f.kind for f in part] == [f.kind for f in expected]
+    assert [f.params for f in part] == [f.params for f in expected]
+    assert part[0].at_s == round(expected[0].at_s - 1180, 3)  # 1200 s becomes 20 s
+    gaps = [round(b.at_s - a.at_s, 2) for a, b in itertools.pairwise(part)]
+    assert gaps == [round(b.at_s - a.at_s, 2) for a, b in itertools.pairwise(expected)]
 
 
 def test_overlapping_fault_windows_merge():
