@@ -18,8 +18,8 @@ import pytest
 
 from pledge_ws.cluster import keys
 from pledge_ws.core.book import HISTORY_LIMIT
-from tests.recovery_support import Prices, collect, split
 from tests.support import Client, RedisServer, Service, Simulator, upgrade_status, wait_until
+from tests.support.recovery import Prices, collect, split
 
 pytestmark = pytest.mark.integration
 

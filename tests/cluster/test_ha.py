@@ -8,8 +8,8 @@ import pytest
 import redis as redis_lib
 
 from pledge_ws.cluster import keys
-from tests.sentinel_support import KeyPoller, Reader, read_keys
 from tests.support import Instances, Simulator, wait_until
+from tests.support.observers import KeyPoller, Reader, read_keys
 
 SYMBOLS = ("PLGR-USDT", "BTC-USDT")
 LEADER_TTL = 3.0  # leader.LEADER_TTL

@@ -6,8 +6,9 @@ import time
 import pytest
 import redis as redis_lib
 
-from tests.sentinel_support import KeyPoller, Reader, SentinelDeployment, read_keys
 from tests.support import Instances, Service, Simulator, wait_until
+from tests.support.observers import KeyPoller, Reader, read_keys
+from tests.support.sentinels import SentinelDeployment
 
 pytestmark = pytest.mark.integration
 

@@ -1,11 +1,7 @@
-"""Real processes for integration tests: redis-server, the simulator, gunicorn, clients.
-
-Every process is started on a free loopback port and killed by PID; every wait is bounded.
-"""
+"""Real processes on free loopback ports, stopped by PID: redis-server, the simulator, gunicorn."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -15,141 +11,10 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import websocket
-
-ROOT = Path(__file__).resolve().parent.parent
-ARTIFACTS = ROOT / "artifacts"
-BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last_exc: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as exc:
-            last_exc = exc
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last error: {last_exc!r})")
-
-
-def http(method: str, url: str, body: object | None = None, timeout: float = 5.0) -> tuple[int, Any]:
-    """One HTTP request (``body``: JSON-encoded, or sent as is when bytes); the status and the
-    answer parsed as JSON, or its text when it is not JSON."""
-    data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            raw = response.read()
-            status = response.status
-    except urllib.error.HTTPError as exc:
-        raw, status = exc.read(), exc.code
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw.decode(errors="replace")
-
-
-def upgrade_headers(port: int, **override: str) -> dict[str, str]:
-    """A valid RFC 6455 opening handshake's headers; an override of "" leaves a header out."""
-    headers = {
-        "Host": f"127.0.0.1:{port}",
-        "Upgrade": "websocket",
-        "Connection": "Upgrade",
-        "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
-        "Sec-WebSocket-Version": "13",
-        **override,
-    }
-    return {k: v for k, v in headers.items() if v}
-
-
-def raw_upgrade(
-    port: int, path: str = "/ws", headers: dict[str, str] | None = None, rcvbuf: int | None = None, read: bool = True
-) -> tuple[socket.socket, bytes]:
-    """The one raw WebSocket upgrade of the tests: send the handshake by hand on a plain socket
-    (``rcvbuf``: a tiny receive window, for clients that stop reading). With ``read``, the
-    answer's head and whatever followed it in the same reads; else b"" (read it later)."""
-    sock = socket.socket()
-    if rcvbuf is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-    sock.settimeout(10)
-    sock.connect(("127.0.0.1", port))
-    lines = [f"GET {path} HTTP/1.1", *(f"{k}: {v}" for k, v in (headers or upgrade_headers(port)).items()), "", ""]
-    sock.sendall("\r\n".join(lines).encode())
-    data = b""
-    while read and b"\r\n\r\n" not in data:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        data += chunk
-    return sock, data
-
-
-def upgrade_status(port: int, query: str) -> tuple[int, Any]:
-    """Upgrade ``/ws?query``: the HTTP status, and the JSON body of a refusal (None for 101)."""
-    sock, data = raw_upgrade(port, f"/ws?{query}")
-    with sock:
-        head, _, body = data.partition(b"\r\n\r\n")
-        status = int(head.split()[1])
-        if status == 101:
-            return status, None
-        length = next(
-            (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0
-        )
-        while len(body) < length:
-            body += sock.recv(4096)
-        return status, json.loads(body)
-
-
-def read_close_code(sock: socket.socket, deadline: float, buffer: bytes = b"") -> int | None:
-    """Read a raw upgrade's answer and server frames until a close frame: its status code
-    (None if the socket closed or the deadline passed first)."""
-    while time.monotonic() < deadline:
-        if buffer.startswith(b"HTTP/"):
-            if b"\r\n\r\n" not in buffer:
-                buffer += _recv(sock, deadline)
-                continue
-            buffer = buffer.split(b"\r\n\r\n", 1)[1]
-        while len(buffer) >= 2:
-            opcode, length = buffer[0] & 0x0F, buffer[1] & 0x7F
-            header = 2 + (2 if length == 126 else 8 if length == 127 else 0)
-            if len(buffer) < header:
-                break
-            if length >= 126:
-                length = int.from_bytes(buffer[2:header], "big")
-            if len(buffer) < header + length:
-                break
-            if opcode == 0x8:
-                return int.from_bytes(buffer[header : header + 2], "big")
-            buffer = buffer[header + length :]
-        chunk = _recv(sock, deadline)
-        if not chunk:
-            return None
-        buffer += chunk
-    return None
-
-
-def _recv(sock: socket.socket, deadline: float) -> bytes:
-    sock.settimeout(max(0.01, deadline - time.monotonic()))
-    try:
-        return sock.recv(65536)
-    except TimeoutError:
-        return b""
+from tests.support.basics import ARTIFACTS, BIN, ROOT, free_port, http, wait_until
 
 
 class Process:
@@ -368,63 +233,3 @@ class Instances:
             client.close()
         for svc in self.services:
             svc.stop()
-
-
-class Client:
-    """A real WebSocket client (websocket-client) with bounded waits."""
-
-    def __init__(self, url: str, **kwargs: Any) -> None:
-        self.ws = websocket.create_connection(url, timeout=5, **kwargs)
-
-    def send(self, text: str) -> None:
-        self.ws.send(text)
-
-    def recv(self, timeout: float = 5.0) -> dict[str, Any]:
-        self.ws.settimeout(timeout)
-        return json.loads(self.ws.recv())
-
-    def next_non_price(self, timeout: float = 5.0) -> dict[str, Any]:
-        """The next frame that is not a price (the feed's hand-over poll may push one at start)."""
-        for _ in range(50):
-            message = self.recv(timeout)
-            if message["code"] != 0:
-                return message
-        raise AssertionError("only price frames")
-
-    def next_price(self, timeout: float = 5.0, symbol: str | None = None) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while (remaining := deadline - time.monotonic()) > 0:
-            message = self.recv(remaining)
-            if message["code"] == 0 and (symbol is None or message["symbol"] == symbol):
-                return message
-        raise AssertionError("no price frame in time")
-
-    def wait_price(self, price: str, timeout: float = 10.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while (remaining := deadline - time.monotonic()) > 0:
-            message = self.next_price(remaining)
-            if message["data"] == price:
-                return message
-        raise AssertionError(f"price {price} never arrived")
-
-    def close_code(self, timeout: float = 5.0) -> int:
-        """Read until the server's close frame; its status code."""
-        self.ws.settimeout(timeout)
-        while True:
-            opcode, frame = self.ws.recv_data_frame()
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                return int.from_bytes(frame.data[:2], "big")
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.ws.close(timeout=1)
-
-
-def refused(url: str, **kwargs: Any) -> websocket.WebSocketBadStatusException:
-    """The HTTP refusal of a WebSocket upgrade that must not succeed (AssertionError if it did)."""
-    try:
-        ws = websocket.create_connection(url, timeout=3, **kwargs)
-    except websocket.WebSocketBadStatusException as exc:
-        return exc
-    ws.close()
-    raise AssertionError(f"the upgrade to {url} was accepted")
