@@ -140,6 +140,21 @@ def test_page_shows_price_pushes_and_chart(stack, open_page):
     expect(change.locator(".pct")).to_have_text(pct)
     expect(page.get_by_test_id("last-tick")).to_have_text(clock_ms(ticks[-1]["ts"]))
 
+    # The crosshair: the tick nearest the pointer, kept through a redraw, hidden on leaving.
+    chart = page.get_by_test_id("chart")
+    box = chart.bounding_box()
+    middle = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + 1, middle)
+    expect(chart.locator(".hover")).to_have_attribute("visibility", "visible")
+    expect(chart.locator(".tip-price")).to_have_text(ticks[0]["price"])
+    expect(chart.locator(".tip-time")).to_have_text(clock_ms(ticks[0]["ts"]))
+    page.mouse.move(box["x"] + box["width"] - 2, middle)
+    expect(chart.locator(".tip-price")).to_have_text(ticks[-1]["price"])
+    stack.sim.set_price(PRIMARY, "0.002701")
+    expect(chart.locator(".tip-price")).to_have_text("0.002701", timeout=2_000)
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] + 40)
+    expect(chart.locator(".hover")).to_have_attribute("visibility", "hidden")
+
     # The client pings on open and then every HEARTBEAT_TIMEOUT / 4: it outlives the timeout.
     time.sleep(HEARTBEAT_TIMEOUT + 1)
     assert page.evaluate("window.pledgePage.stateLog.map(s => s.state)") == ["connecting", "live"]
